@@ -1,0 +1,46 @@
+# make demo   - the main job: build, then the CPU sampling microbenchmark (prints a table)
+# make test   - build, then the whole test suite (what .ci/run runs)
+# make cuda-build - compile + link the CUDA kernels against torch 2.14.1+cu130 (no GPU needed)
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+CUDA_VENV := .venv-cuda
+TORCH_CPU := torch==2.13.0
+TORCH_CUDA := torch==2.14.1
+DEPS := numpy scipy pytest cmake ninja pybind11 tqdm
+SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt setup.py
+
+.PHONY: venv build test demo cuda-build clean
+
+$(VENV)/.stamp:
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q $(TORCH_CPU) $(DEPS)
+	touch $@
+
+venv: $(VENV)/.stamp
+
+edlm_ext/.built: $(VENV)/.stamp $(SOURCES)
+	EDLM_CUDA=auto $(VPY) setup.py -q build_ext --inplace
+	touch $@
+
+build: edlm_ext/.built
+
+test: build
+	PYTHONPATH=$(CURDIR) $(VPY) -m pytest -q tests
+
+demo: build
+	PYTHONPATH=$(CURDIR) $(VPY) python/bench/bench_sampling.py --device cpu --shapes 16x1024x8192 --dtypes fp32,bf16
+
+$(CUDA_VENV)/.stamp:
+	$(PY) -m venv $(CUDA_VENV)
+	$(CUDA_VENV)/bin/python -m pip install -q --upgrade pip
+	$(CUDA_VENV)/bin/python -m pip install -q $(TORCH_CUDA) numpy cmake ninja pybind11
+	touch $@
+
+cuda-build: $(CUDA_VENV)/.stamp
+	EDLM_CUDA=1 $(CUDA_VENV)/bin/python setup.py -q build_ext --build-temp build/cuda-temp --build-lib build/cuda-lib
+	@ls build/cuda-lib/edlm_ext/_C*.so && echo "CUDA build OK (compiled and linked; not run: no GPU here)"
+
+clean:
+	rm -rf build edlm_ext/_C*.so edlm_ext/.built

@@ -1,0 +1,43 @@
+// The extension module edlm_ext._C: build information (pybind11) and the one
+// block of op schemas (TORCH_LIBRARY). Implementations register per backend in
+// csrc/cpu/*.cpp and csrc/cuda/*.cu.
+#include <pybind11/pybind11.h>
+#include <torch/library.h>
+
+#ifndef EDLM_TORCH_VERSION
+#define EDLM_TORCH_VERSION "unknown"
+#endif
+#ifndef EDLM_CUDA_VERSION
+#define EDLM_CUDA_VERSION ""
+#endif
+#ifndef EDLM_CUDA_ARCHS
+#define EDLM_CUDA_ARCHS ""
+#endif
+
+TORCH_LIBRARY(edlm_ext, m) {
+  // Exact draw of every masked row of logits [B,L,V] at a temperature; rng = [seed, offset] int64.
+  m.def("masked_sample(Tensor logits, Tensor x_t, int mask_id, float temperature, Tensor rng) -> (Tensor, Tensor)");
+  // Philox4x32-10 blocks for counters [N,4] under key [2] (test hook, CPU).
+  m.def("philox4x32(Tensor counters, Tensor key) -> Tensor");
+  // The uniforms masked_sample draws for rows [0, rows) at rng (test hook, CPU).
+  m.def("row_uniforms(Tensor rng, int rows) -> Tensor");
+}
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "edlm_ext native module: ops are registered under torch.ops.edlm_ext";
+  m.def("build_info", []() {
+    py::dict d;
+    py::list backends;
+    backends.append("cpu");
+#ifdef EDLM_WITH_CUDA
+    backends.append("cuda");
+#endif
+    d["backends"] = backends;
+    d["torch_version"] = EDLM_TORCH_VERSION;
+    d["cuda_version"] = std::string(EDLM_CUDA_VERSION).empty() ? py::object(py::none()) : py::str(EDLM_CUDA_VERSION);
+    d["cuda_archs"] = py::str(EDLM_CUDA_ARCHS);
+    return d;
+  });
+}

@@ -1,0 +1,40 @@
+// Argument checks shared by the CPU and CUDA implementations of each op. The
+// Python wrappers in edlm_ext/ops.py check first and raise typed errors; these
+// TORCH_CHECKs guard direct torch.ops.edlm_ext.* callers.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+namespace edlm_ext {
+
+// logits [B, L, V] float32/bfloat16/float16, stride(-1) == 1; x_t [B, L] int64;
+// rng [2] int64 (seed, stream offset) on the logits' device.
+inline void check_masked_sample_args(const at::Tensor& logits, const at::Tensor& x_t, int64_t mask_id,
+                                     double temperature, const at::Tensor& rng) {
+  TORCH_CHECK(logits.dim() == 3, "masked_sample: logits must be [B, L, V], got ", logits.sizes());
+  TORCH_CHECK(logits.scalar_type() == at::kFloat || logits.scalar_type() == at::kBFloat16 ||
+                  logits.scalar_type() == at::kHalf,
+              "masked_sample: logits must be float32, bfloat16 or float16, got ", logits.scalar_type());
+  TORCH_CHECK(logits.size(2) > 0, "masked_sample: logits has V = 0");
+  TORCH_CHECK(logits.size(2) == 1 || logits.stride(2) == 1, "masked_sample: logits.stride(-1) must be 1");
+  TORCH_CHECK(x_t.dim() == 2 && x_t.size(0) == logits.size(0) && x_t.size(1) == logits.size(1),
+              "masked_sample: x_t must be [B, L] = ", logits.sizes().slice(0, 2), ", got ", x_t.sizes());
+  TORCH_CHECK(x_t.scalar_type() == at::kLong, "masked_sample: x_t must be int64, got ", x_t.scalar_type());
+  TORCH_CHECK(x_t.device() == logits.device(), "masked_sample: x_t is on ", x_t.device(), ", logits on ",
+              logits.device());
+  TORCH_CHECK(mask_id >= 0 && mask_id < logits.size(2), "masked_sample: mask_id ", mask_id,
+              " outside [0, V = ", logits.size(2), ")");
+  TORCH_CHECK(temperature >= 0.0 && std::isfinite(temperature), "masked_sample: temperature must be finite and >= 0, got ",
+              temperature);
+  TORCH_CHECK(rng.dim() == 1 && rng.numel() == 2 && rng.scalar_type() == at::kLong && rng.device() == logits.device(),
+              "masked_sample: rng must be an int64 tensor [seed, offset] on the logits' device");
+}
+
+// Sampling at temperature T uses c = log2(e) / T; T = 0, or T so small that c
+// overflows float32, means greedy.
+inline bool is_greedy(double temperature) {
+  return temperature == 0.0 || 1.4426950408889634 / temperature > 3.0e38;
+}
+
+}  // namespace edlm_ext

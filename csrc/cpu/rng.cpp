@@ -1,0 +1,54 @@
+// CPU-only test hooks over the counter-based generator: raw Philox4x32-10 blocks
+// (checked against published known-answer vectors) and the per-row uniforms the
+// samplers draw, so float64 references can replay a kernel's exact noise.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include "edlm/philox.h"
+
+namespace edlm_ext {
+
+// counters [N, 4] int64 (each a uint32 word), key [2] int64 (uint32 words) -> [N, 4] int64.
+at::Tensor philox4x32_cpu(const at::Tensor& counters, const at::Tensor& key) {
+  TORCH_CHECK(counters.dim() == 2 && counters.size(1) == 4 && counters.scalar_type() == at::kLong,
+              "philox4x32: counters must be int64 [N, 4]");
+  TORCH_CHECK(key.numel() == 2 && key.scalar_type() == at::kLong, "philox4x32: key must be int64 [2]");
+  auto c = counters.contiguous();
+  auto k = key.contiguous();
+  auto out = at::empty_like(c);
+  const int64_t* cp = c.data_ptr<int64_t>();
+  const int64_t* kp = k.data_ptr<int64_t>();
+  int64_t* op = out.data_ptr<int64_t>();
+  for (int64_t i = 0; i < c.size(0); ++i) {
+    const edlm::U32x4 r = edlm::philox4x32_10(
+        edlm::U32x4{static_cast<uint32_t>(cp[4 * i]), static_cast<uint32_t>(cp[4 * i + 1]),
+                    static_cast<uint32_t>(cp[4 * i + 2]), static_cast<uint32_t>(cp[4 * i + 3])},
+        static_cast<uint32_t>(kp[0]), static_cast<uint32_t>(kp[1]));
+    op[4 * i] = r.x;
+    op[4 * i + 1] = r.y;
+    op[4 * i + 2] = r.z;
+    op[4 * i + 3] = r.w;
+  }
+  return out;
+}
+
+// The uniforms masked_sample draws for rows [0, rows) at rng = [seed, offset] -> [rows] float64.
+at::Tensor row_uniforms_cpu(const at::Tensor& rng, int64_t rows) {
+  TORCH_CHECK(rng.numel() == 2 && rng.scalar_type() == at::kLong && rng.device().is_cpu(),
+              "row_uniforms: rng must be a CPU int64 tensor [seed, offset]");
+  TORCH_CHECK(rows >= 0, "row_uniforms: rows must be >= 0");
+  auto r = rng.contiguous();
+  const edlm::RngKey key{static_cast<uint64_t>(r.data_ptr<int64_t>()[0]),
+                         static_cast<uint64_t>(r.data_ptr<int64_t>()[1])};
+  auto out = at::empty({rows}, rng.options().dtype(at::kDouble));
+  double* op = out.data_ptr<double>();
+  for (int64_t i = 0; i < rows; ++i) op[i] = edlm::row_uniform(key, static_cast<uint64_t>(i), key.offset);
+  return out;
+}
+
+TORCH_LIBRARY_IMPL(edlm_ext, CPU, m) {
+  m.impl("philox4x32", &philox4x32_cpu);
+  m.impl("row_uniforms", &row_uniforms_cpu);
+}
+
+}  // namespace edlm_ext

@@ -1,0 +1,27 @@
+"""edlm_ext: exact, fast sampling kernels for masked diffusion language models.
+
+Ops (CPU and CUDA, registered under torch.ops.edlm_ext):
+    masked_sample(logits, x_t, mask_id, ...) -> (x0, logp)
+Build information: build_info().
+"""
+import torch  # noqa: F401  (loads libtorch before the extension)
+
+from . import _C  # noqa: F401  (registers torch.ops.edlm_ext.*)
+from . import _fake  # noqa: F401  (fake kernels for torch.compile)
+from .ops import masked_sample
+
+__version__ = "0.1.0"
+
+
+def build_info() -> dict:
+    """What this build of edlm_ext contains.
+
+    Returns a dict with ``backends`` (list: "cpu", and "cuda" when the CUDA kernels
+    were compiled), ``torch_version`` (the torch it was built against, which must
+    match the one imported), ``cuda_version`` (nvcc's version, or None) and
+    ``cuda_archs`` (TORCH_CUDA_ARCH_LIST syntax, "" for CPU builds).
+    """
+    return dict(_C.build_info())
+
+
+__all__ = ["masked_sample", "build_info", "__version__"]

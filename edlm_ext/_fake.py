@@ -1,0 +1,13 @@
+"""Fake (meta) kernels so torch.compile and torch.library.opcheck can trace the ops."""
+import torch
+
+
+@torch.library.register_fake("edlm_ext::masked_sample")
+def _masked_sample_fake(logits, x_t, mask_id, temperature, rng):
+    torch._check(logits.dim() == 3, lambda: "logits must be [B, L, V]")
+    torch._check(x_t.dim() == 2, lambda: "x_t must be [B, L]")
+    torch._check(x_t.shape[0] == logits.shape[0] and x_t.shape[1] == logits.shape[1], lambda: "x_t must be [B, L]")
+    torch._check(x_t.dtype == torch.int64, lambda: "x_t must be int64")
+    torch._check(rng.numel() == 2 and rng.dtype == torch.int64, lambda: "rng must be int64 [2]")
+    B, L = x_t.shape
+    return x_t.new_empty((B, L)), logits.new_empty((B, L), dtype=torch.float32)

@@ -1,0 +1,37 @@
+"""Random streams for the ops: every op takes ``generator=`` or ``seed=``.
+
+The kernels draw from Philox4x32-10 keyed by a 2-element int64 tensor
+``[seed, offset]`` that lives on the op's device (see csrc/include/edlm/philox.h).
+
+* ``seed=int``: key = (seed, 0). The same seed gives the same draws on CPU and CUDA.
+* ``generator=`` (or neither: the device's default generator): the key is drawn
+  from the generator with ``torch.randint`` on the op's device, so the generator
+  advances exactly as it does for torch's own random ops, two calls never share
+  noise, no host synchronization happens, and CUDA-graph capture works.
+"""
+from __future__ import annotations
+
+import torch
+
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
+def rng_tensor(device: torch.device, generator: torch.Generator | None, seed: int | None) -> torch.Tensor:
+    """The int64 ``[seed, offset]`` tensor on ``device`` for one op call."""
+    if seed is not None:
+        if generator is not None:
+            raise ValueError("pass either generator= or seed=, not both")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        if not (_I64_MIN <= seed < 2**64):
+            raise ValueError(f"seed must fit in 64 bits, got {seed}")
+        if seed > _I64_MAX:
+            seed -= 2**64
+        return torch.tensor([seed, 0], dtype=torch.int64, device=device)
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        if generator.device.type != device.type:
+            raise ValueError(f"generator is on {generator.device} but the op runs on {device}")
+    key = torch.randint(_I64_MIN, _I64_MAX, (1,), generator=generator, device=device, dtype=torch.int64)
+    return torch.cat([key, key.new_zeros(1)])

@@ -1,0 +1,96 @@
+"""Pure-PyTorch float64 reference of every op: the test oracle and the benchmark baseline.
+
+Nothing here is fast; everything here is simple enough to be obviously right.
+The kernels must agree with it: on deterministic outputs to float32 tolerance,
+and on random outputs exactly when given the same uniforms (the counter-based
+generator is replayed by :func:`philox4x32_10` / :func:`row_uniforms`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# ---------------------------------------------------------------------------
+# Counter-based generator (Philox4x32-10), bit-exact with csrc/include/edlm/philox.h
+
+
+def philox4x32_10(counters: np.ndarray, key: tuple[int, int]) -> np.ndarray:
+    """Philox4x32-10 blocks. counters: uint array [N, 4]; key: two uint32 words -> uint64 [N, 4]."""
+    c = np.asarray(counters, dtype=np.uint64) & np.uint64(0xFFFFFFFF)
+    c0, c1, c2, c3 = (c[:, i].copy() for i in range(4))
+    k0, k1 = np.uint64(key[0] & 0xFFFFFFFF), np.uint64(key[1] & 0xFFFFFFFF)
+    m0, m1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
+    mask = np.uint64(0xFFFFFFFF)
+    for _ in range(10):
+        p0, p1 = m0 * c0, m1 * c2  # < 2^64: exact in uint64
+        hi0, lo0 = p0 >> np.uint64(32), p0 & mask
+        hi1, lo1 = p1 >> np.uint64(32), p1 & mask
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0 = (k0 + np.uint64(0x9E3779B9)) & mask
+        k1 = (k1 + np.uint64(0xBB67AE85)) & mask
+    return np.stack([c0, c1, c2, c3], axis=1)
+
+
+def row_uniforms(rng: torch.Tensor | tuple[int, int], rows: int, stream: int | None = None) -> torch.Tensor:
+    """The uniform in (0, 1) each row r < rows draws: u = ((bits >> 11) + 1/2) 2^-53 from
+    the first two words of Philox(key = seed, counter = (r, stream)). stream defaults to
+    the rng's offset. Returns float64 [rows]."""
+    seed, offset = (int(v) for v in (rng.tolist() if isinstance(rng, torch.Tensor) else rng))
+    seed &= 2**64 - 1
+    stream = offset if stream is None else stream
+    stream &= 2**64 - 1
+    r = np.arange(rows, dtype=np.uint64)
+    ctr = np.stack([r & np.uint64(0xFFFFFFFF), r >> np.uint64(32),
+                    np.full(rows, stream & 0xFFFFFFFF, dtype=np.uint64),
+                    np.full(rows, stream >> 32, dtype=np.uint64)], axis=1)
+    out = philox4x32_10(ctr, (seed & 0xFFFFFFFF, seed >> 32))
+    bits = (out[:, 1] << np.uint64(32)) | out[:, 0]
+    u = ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+    return torch.from_numpy(u)
+
+
+# ---------------------------------------------------------------------------
+# masked_sample
+
+
+def tempered_log_probs(logits: torch.Tensor, mask_id: int, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(logits / T) in float64 over every token but [MASK] (whose entry is -inf)."""
+    x = logits.to(torch.float64).clone()
+    x[..., mask_id] = float("-inf")
+    return torch.log_softmax(x / temperature, dim=-1)
+
+
+def masked_sample(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, temperature: float = 1.0,
+                  uniforms: torch.Tensor | None = None,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference of edlm_ext.masked_sample, float64 inverse CDF in token order.
+
+    uniforms: float64 [B, L] (or [B*L]) in (0, 1), one per row; row (b, l) takes the
+    first token whose cumulative probability exceeds u. Given the kernel's own
+    uniforms (row_uniforms) this reproduces its draws. Without uniforms they come
+    from torch.rand(generator) in float64. temperature 0: argmax, lowest id on ties.
+    Returns (x0 int64 [B, L], logp float64 [B, L]); logp is 0 at copied positions
+    and at temperature 0.
+    """
+    B, L, V = logits.shape
+    masked = x_t == mask_id
+    x0 = x_t.clone()
+    logp = torch.zeros(B, L, dtype=torch.float64, device=logits.device)
+    if temperature == 0:
+        x = logits.to(torch.float64).clone()
+        x[..., mask_id] = float("-inf")
+        tok = x.argmax(dim=-1)  # first maximal index
+        x0[masked] = tok[masked]
+        return x0, logp
+    lp = tempered_log_probs(logits, mask_id, temperature)
+    if uniforms is None:
+        uniforms = torch.rand(B, L, dtype=torch.float64, generator=generator, device=logits.device)
+    u = uniforms.reshape(B, L).to(torch.float64)
+    cdf = torch.cumsum(lp.exp(), dim=-1)
+    tok = torch.searchsorted(cdf, (u * cdf[..., -1:].squeeze(-1)).unsqueeze(-1), right=True).squeeze(-1)
+    tok = tok.clamp_max(V - 1)
+    # never land on a zero-probability token (u*total == a cdf plateau at the end)
+    tok = torch.where(lp.gather(-1, tok.unsqueeze(-1)).squeeze(-1) == float("-inf"), lp.argmax(-1), tok)
+    x0[masked] = tok[masked]
+    logp[masked] = lp.gather(-1, tok.unsqueeze(-1)).squeeze(-1)[masked]
+    return x0, logp
