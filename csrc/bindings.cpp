@@ -19,8 +19,8 @@ TORCH_LIBRARY(edlm_ext, m) {
   m.def("masked_sample(Tensor logits, Tensor x_t, int mask_id, float temperature, Tensor rng) -> (Tensor, Tensor)");
   // Philox4x32-10 blocks for counters [N,4] under key [2] (test hook, CPU).
   m.def("philox4x32(Tensor counters, Tensor key) -> Tensor");
-  // The uniforms masked_sample draws for rows [0, rows) at rng (test hook, CPU).
-  m.def("row_uniforms(Tensor rng, int rows) -> Tensor");
+  // The uniforms drawn for rows [0, rows) at rng, stream = stream + offset (test hook, CPU).
+  m.def("row_uniforms(Tensor rng, int rows, int stream=0) -> Tensor");
 }
 
 namespace py = pybind11;

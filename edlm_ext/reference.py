@@ -31,14 +31,20 @@ def philox4x32_10(counters: np.ndarray, key: tuple[int, int]) -> np.ndarray:
     return np.stack([c0, c1, c2, c3], axis=1)
 
 
-def row_uniforms(rng: torch.Tensor | tuple[int, int], rows: int, stream: int | None = None) -> torch.Tensor:
+# Stream domains of the ops (csrc/include/edlm/philox.h): stream = domain + offset + j.
+DOMAIN_SAMPLE = 0
+DOMAIN_UNMASK = 1 << 61
+DOMAIN_RESAMPLE = 1 << 62
+
+
+def row_uniforms(rng: torch.Tensor | tuple[int, int], rows: int, stream: int = 0) -> torch.Tensor:
     """The uniform in (0, 1) each row r < rows draws: u = ((bits >> 11) + 1/2) 2^-53 from
-    the first two words of Philox(key = seed, counter = (r, stream)). stream defaults to
-    the rng's offset. Returns float64 [rows]."""
+    the first two words of Philox(key = seed, counter = (r, stream + offset)), where
+    stream is an op's domain plus proposal index (csrc/include/edlm/philox.h).
+    Returns float64 [rows]."""
     seed, offset = (int(v) for v in (rng.tolist() if isinstance(rng, torch.Tensor) else rng))
     seed &= 2**64 - 1
-    stream = offset if stream is None else stream
-    stream &= 2**64 - 1
+    stream = (stream + offset) & (2**64 - 1)
     r = np.arange(rows, dtype=np.uint64)
     ctr = np.stack([r & np.uint64(0xFFFFFFFF), r >> np.uint64(32),
                     np.full(rows, stream & 0xFFFFFFFF, dtype=np.uint64),

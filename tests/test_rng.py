@@ -25,10 +25,11 @@ def test_philox_known_answers(ctr, key, expected):
 
 
 @pytest.mark.parametrize("seed,offset", [(0, 0), (1, 5), (-1, 2**40 + 3), (2**62 + 12345, 7)])
-def test_row_uniforms_match_reference(seed, offset):
+@pytest.mark.parametrize("stream", [0, 3, reference.DOMAIN_UNMASK, reference.DOMAIN_RESAMPLE + 1])
+def test_row_uniforms_match_reference(seed, offset, stream):
     rng = torch.tensor([seed, offset])
-    got = torch.ops.edlm_ext.row_uniforms(rng, 4096)
-    want = reference.row_uniforms(rng, 4096)
+    got = torch.ops.edlm_ext.row_uniforms(rng, 4096, stream)
+    want = reference.row_uniforms(rng, 4096, stream)
     assert torch.equal(got, want)
     assert bool(((got > 0) & (got < 1)).all())
 

@@ -32,8 +32,9 @@ at::Tensor philox4x32_cpu(const at::Tensor& counters, const at::Tensor& key) {
   return out;
 }
 
-// The uniforms masked_sample draws for rows [0, rows) at rng = [seed, offset] -> [rows] float64.
-at::Tensor row_uniforms_cpu(const at::Tensor& rng, int64_t rows) {
+// The uniforms drawn for rows [0, rows) at rng = [seed, offset] and stream
+// domain + offset (see edlm/philox.h) -> [rows] float64.
+at::Tensor row_uniforms_cpu(const at::Tensor& rng, int64_t rows, int64_t stream) {
   TORCH_CHECK(rng.numel() == 2 && rng.scalar_type() == at::kLong && rng.device().is_cpu(),
               "row_uniforms: rng must be a CPU int64 tensor [seed, offset]");
   TORCH_CHECK(rows >= 0, "row_uniforms: rows must be >= 0");
@@ -42,7 +43,8 @@ at::Tensor row_uniforms_cpu(const at::Tensor& rng, int64_t rows) {
                          static_cast<uint64_t>(r.data_ptr<int64_t>()[1])};
   auto out = at::empty({rows}, rng.options().dtype(at::kDouble));
   double* op = out.data_ptr<double>();
-  for (int64_t i = 0; i < rows; ++i) op[i] = edlm::row_uniform(key, static_cast<uint64_t>(i), key.offset);
+  const uint64_t st = static_cast<uint64_t>(stream) + key.offset;
+  for (int64_t i = 0; i < rows; ++i) op[i] = edlm::row_uniform(key, static_cast<uint64_t>(i), st);
   return out;
 }
 

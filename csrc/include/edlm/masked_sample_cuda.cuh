@@ -202,12 +202,12 @@ constexpr int kTileItems = 32 * kTileVecs;
 
 EDLM_HD int64_t num_tiles(int64_t nitems) { return (nitems + kTileItems - 1) / kTileItems; }
 
-// One block per row; dynamic shared memory: num_tiles(items) float2 (tile max, tile sum).
+// One block per row (at least 4 resident per SM: <= 64 registers); dynamic shared memory: num_tiles(items) float2 (tile max, tile sum).
 // logits row (b, l) at logits + b*sb + l*sl; x_t likewise with (xsb, xsl);
 // outputs x0, logp contiguous [B*L]. rng = {seed, offset} on the device.
 // c = log2(e) / T; greedy selects the argmax (T == 0).
 template <typename T, int kThreads>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 4)
     masked_sample_kernel(const T* __restrict__ logits, int64_t sb, int64_t sl, const int64_t* __restrict__ xt,
                          int64_t xsb, int64_t xsl, int64_t L, int64_t V, int64_t mask_id, float c, double inv_t,
                          bool greedy, const int64_t* __restrict__ rng, int64_t* __restrict__ x0,

@@ -4,7 +4,8 @@
 // Counter layout used by every edlm op (so CPU and CUDA draw the same noise):
 //   key     = (seed & 0xffffffff, seed >> 32)
 //   counter = (row & 0xffffffff, row >> 32, stream & 0xffffffff, stream >> 32)
-// where row is the flattened [B, L] position and stream = offset + proposal j.
+// where row is the flattened [B, L] position (or the batch index) and stream is
+// the op's domain + offset + proposal j (see kDomain* below).
 #pragma once
 #include "edlm/common.h"
 
@@ -53,7 +54,13 @@ EDLM_HD double uniform_open01(uint32_t lo, uint32_t hi) {
   return (static_cast<double>(bits >> 11) + 0.5) * 0x1.0p-53;
 }
 
-// The uniform that masked_sample uses for a row (words x, y of the block).
+// Stream domains: each op draws from its own part of the counter space, so one
+// seed handed to several ops never correlates them. stream = domain + offset + j.
+constexpr uint64_t kDomainSample = 0;               // masked_sample, sample_proposals (j = proposal)
+constexpr uint64_t kDomainUnmask = 1ull << 61;      // unmask (row = b * L + l)
+constexpr uint64_t kDomainResample = 1ull << 62;    // importance_resample (row = b)
+
+// The uniform for (row, stream): words x, y of the block.
 EDLM_HD double row_uniform(RngKey key, uint64_t row, uint64_t stream) {
   const U32x4 r = philox_block(key, row, stream);
   return uniform_open01(r.x, r.y);

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The one prepared GPU check (run on the lent device machine from the repo root):
+#   bash python/bench/gpu_check.sh            # results under $OUT (default /tmp/edlm_gpu_out)
+# 1. builds edlm_ext there with EDLM_CUDA=1 (the device's torch differs from ours),
+# 2. runs the test suite (CUDA tests included; the slow float32-Gumbel demo skipped),
+# 3. compute-sanitizer memcheck + racecheck on a small case,
+# 4. the sampling microbenchmark on CUDA (CSV),
+# and writes logs + CSV + environment to $OUT. Budget: ~6-8 minutes on an H100.
+set -uo pipefail
+OUT=${OUT:-/tmp/edlm_gpu_out}
+mkdir -p "$OUT"
+PY=${PY:-python3}
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+step() { echo "== $* ($(date -u +%H:%M:%S))" | tee -a "$OUT/summary.txt"; }
+
+step env
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv;
+  $PY -c "import torch,sys; print(sys.version); print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())";
+  nvcc --version | tail -2; } > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt" >> "$OUT/summary.txt"
+
+step build
+EDLM_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=16 \
+  $PY setup.py -q build_ext --inplace > "$OUT/build.log" 2>&1
+rc=$?; echo "build rc=$rc" | tee -a "$OUT/summary.txt"
+[ $rc -eq 0 ] || { tail -40 "$OUT/build.log"; exit 1; }
+$PY -c "import edlm_ext; print(edlm_ext.build_info())" | tee -a "$OUT/summary.txt"
+
+step tests
+timeout 240 $PY -m pytest -q -x -m "not slow" -p no:cacheprovider tests > "$OUT/tests.log" 2>&1
+echo "tests rc=$?: $(tail -1 "$OUT/tests.log")" | tee -a "$OUT/summary.txt"
+
+step compute-sanitizer
+for tool in memcheck racecheck; do
+  timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 $PY python/bench/sanitize_case.py \
+    > "$OUT/sanitizer_$tool.log" 2>&1
+  echo "$tool rc=$?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_$tool.log" | tail -1)" | tee -a "$OUT/summary.txt"
+done
+
+step benchmark
+timeout 240 $PY python/bench/bench_sampling.py --device cuda --csv "$OUT/bench_sampling_cuda.csv" \
+  > "$OUT/bench.log" 2>&1
+echo "bench rc=$?" | tee -a "$OUT/summary.txt"
+tail -40 "$OUT/bench.log"
+step done

@@ -1,0 +1,33 @@
+"""A small CUDA workload for compute-sanitizer (memcheck / racecheck): every code
+path of the CUDA kernels on shapes that stress alignment, tiny and large V, greedy,
+invalid rows. Run: compute-sanitizer --tool memcheck python python/bench/sanitize_case.py"""
+import torch
+
+import edlm_ext
+
+
+def main():
+    dev = "cuda"
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        for V in (1, 2, 3, 17, 999, 4097, 50258):
+            base = torch.randn(3, 5, V, dtype=dtype, device=dev)
+            for logits in (base, base[:, 1::2]):  # aligned and misaligned row starts
+                B, L, _ = logits.shape
+                mask_id = V // 2
+                x_t = torch.randint(0, V, (B, L), device=dev)
+                x_t[:, ::2] = mask_id
+                for temperature in (1.0, 0.0, 0.5):
+                    edlm_ext.masked_sample(logits, x_t, mask_id, temperature=temperature, seed=V, check=False)
+    bad = torch.randn(2, 4, 300, device=dev)
+    bad[0, 0, 5] = float("nan")
+    bad[0, 1] = float("-inf")
+    bad[1, 0, 7] = float("inf")
+    x_t = torch.zeros(2, 4, dtype=torch.long, device=dev)
+    x_t[1, 3] = 1000  # out-of-range id
+    edlm_ext.masked_sample(bad, x_t, 0, check=False, seed=1)
+    torch.cuda.synchronize()
+    print("sanitize_case: done")
+
+
+if __name__ == "__main__":
+    main()
