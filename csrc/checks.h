@@ -10,25 +10,41 @@ namespace edlm_ext {
 
 // logits [B, L, V] float32/bfloat16/float16, stride(-1) == 1; x_t [B, L] int64;
 // rng [2] int64 (seed, stream offset) on the logits' device.
-inline void check_masked_sample_args(const at::Tensor& logits, const at::Tensor& x_t, int64_t mask_id,
+inline void check_masked_sample_args(const char* op, const at::Tensor& logits, const at::Tensor& x_t, int64_t mask_id,
                                      double temperature, const at::Tensor& rng) {
-  TORCH_CHECK(logits.dim() == 3, "masked_sample: logits must be [B, L, V], got ", logits.sizes());
+  TORCH_CHECK(logits.dim() == 3, op, ": logits must be [B, L, V], got ", logits.sizes());
   TORCH_CHECK(logits.scalar_type() == at::kFloat || logits.scalar_type() == at::kBFloat16 ||
                   logits.scalar_type() == at::kHalf,
-              "masked_sample: logits must be float32, bfloat16 or float16, got ", logits.scalar_type());
-  TORCH_CHECK(logits.size(2) > 0, "masked_sample: logits has V = 0");
-  TORCH_CHECK(logits.size(2) == 1 || logits.stride(2) == 1, "masked_sample: logits.stride(-1) must be 1");
+              op, ": logits must be float32, bfloat16 or float16, got ", logits.scalar_type());
+  TORCH_CHECK(logits.size(2) > 0, op, ": logits has V = 0");
+  TORCH_CHECK(logits.size(2) == 1 || logits.stride(2) == 1, op, ": logits.stride(-1) must be 1");
   TORCH_CHECK(x_t.dim() == 2 && x_t.size(0) == logits.size(0) && x_t.size(1) == logits.size(1),
-              "masked_sample: x_t must be [B, L] = ", logits.sizes().slice(0, 2), ", got ", x_t.sizes());
-  TORCH_CHECK(x_t.scalar_type() == at::kLong, "masked_sample: x_t must be int64, got ", x_t.scalar_type());
-  TORCH_CHECK(x_t.device() == logits.device(), "masked_sample: x_t is on ", x_t.device(), ", logits on ",
+              op, ": x_t must be [B, L] = ", logits.sizes().slice(0, 2), ", got ", x_t.sizes());
+  TORCH_CHECK(x_t.scalar_type() == at::kLong, op, ": x_t must be int64, got ", x_t.scalar_type());
+  TORCH_CHECK(x_t.device() == logits.device(), op, ": x_t is on ", x_t.device(), ", logits on ",
               logits.device());
-  TORCH_CHECK(mask_id >= 0 && mask_id < logits.size(2), "masked_sample: mask_id ", mask_id,
+  TORCH_CHECK(mask_id >= 0 && mask_id < logits.size(2), op, ": mask_id ", mask_id,
               " outside [0, V = ", logits.size(2), ")");
-  TORCH_CHECK(temperature >= 0.0 && std::isfinite(temperature), "masked_sample: temperature must be finite and >= 0, got ",
+  TORCH_CHECK(temperature >= 0.0 && std::isfinite(temperature), op, ": temperature must be finite and >= 0, got ",
               temperature);
   TORCH_CHECK(rng.dim() == 1 && rng.numel() == 2 && rng.scalar_type() == at::kLong && rng.device() == logits.device(),
-              "masked_sample: rng must be an int64 tensor [seed, offset] on the logits' device");
+              op, ": rng must be an int64 tensor [seed, offset] on the logits' device");
+}
+
+// log_w [B, k] float32/float64; proposals [B, k, L] int64; rng [2] int64; one device.
+inline void check_importance_resample_args(const at::Tensor& log_w, const at::Tensor& proposals, const at::Tensor& rng) {
+  TORCH_CHECK(proposals.dim() == 3 && proposals.scalar_type() == at::kLong,
+              "importance_resample: proposals must be int64 [B, k, L], got ", proposals.scalar_type(), " ",
+              proposals.sizes());
+  TORCH_CHECK(log_w.dim() == 2 && log_w.size(0) == proposals.size(0) && log_w.size(1) == proposals.size(1),
+              "importance_resample: log_w must be [B, k] = ", proposals.sizes().slice(0, 2), ", got ", log_w.sizes());
+  TORCH_CHECK(log_w.scalar_type() == at::kFloat || log_w.scalar_type() == at::kDouble,
+              "importance_resample: log_w must be float32 or float64, got ", log_w.scalar_type());
+  TORCH_CHECK(proposals.size(1) >= 1, "importance_resample: k must be >= 1");
+  TORCH_CHECK(log_w.device() == proposals.device(), "importance_resample: log_w is on ", log_w.device(),
+              ", proposals on ", proposals.device());
+  TORCH_CHECK(rng.dim() == 1 && rng.numel() == 2 && rng.scalar_type() == at::kLong && rng.device() == log_w.device(),
+              "importance_resample: rng must be an int64 tensor [seed, offset] on the op's device");
 }
 
 // Sampling at temperature T uses c = log2(e) / T; T = 0, or T so small that c

@@ -11,3 +11,21 @@ def _masked_sample_fake(logits, x_t, mask_id, temperature, rng):
     torch._check(rng.numel() == 2 and rng.dtype == torch.int64, lambda: "rng must be int64 [2]")
     B, L = x_t.shape
     return x_t.new_empty((B, L)), logits.new_empty((B, L), dtype=torch.float32)
+
+
+@torch.library.register_fake("edlm_ext::sample_proposals")
+def _sample_proposals_fake(logits, x_t, mask_id, k, temperature, rng):
+    torch._check(logits.dim() == 3, lambda: "logits must be [B, L, V]")
+    torch._check(x_t.dim() == 2, lambda: "x_t must be [B, L]")
+    torch._check(k >= 1, lambda: "k must be >= 1")
+    B, L = x_t.shape
+    return x_t.new_empty((B, k, L)), logits.new_empty((B, k, L), dtype=torch.float32)
+
+
+@torch.library.register_fake("edlm_ext::importance_resample")
+def _importance_resample_fake(log_w, proposals, rng):
+    torch._check(proposals.dim() == 3, lambda: "proposals must be [B, k, L]")
+    torch._check(log_w.dim() == 2, lambda: "log_w must be [B, k]")
+    B, k, L = proposals.shape
+    return (log_w.new_empty((B, k)), log_w.new_empty((B,)), log_w.new_empty((B,)),
+            proposals.new_empty((B,)), proposals.new_empty((B, L)))

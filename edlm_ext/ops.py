@@ -8,6 +8,7 @@ dispatcher routes to the CPU or CUDA kernel.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -17,7 +18,10 @@ _LOGIT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def _is_compiling() -> bool:
-    return torch.compiler.is_compiling()
+    """True while torch.compile traces or a CUDA graph captures: no data-dependent checks then."""
+    if torch.compiler.is_compiling():
+        return True
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
 
 
 def _check_masked_inputs(logits, x_t, mask_id, temperature, op: str):
@@ -127,3 +131,119 @@ def masked_sample(
     if check and not _is_compiling():
         _raise_for_invalid_rows(logits, x_t, mask_id, logp, "masked_sample")
     return x0, logp
+
+
+def sample_proposals(
+    logits: torch.Tensor,
+    x_t: torch.Tensor,
+    mask_id: int,
+    k: int,
+    *,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    check: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """k independent exact draws of x0 per sequence, from ONE read of the logits.
+
+    The proposal step of EDLM's importance sampling: proposal j of sequence b draws
+    every masked position of x_t[b] from softmax(logits[b] / temperature) as
+    :func:`masked_sample` does (same rules: [MASK] never drawn, unmasked positions
+    copied into every proposal, exact for rare tokens), with k independent
+    uniforms per row. Proposal 0 equals ``masked_sample`` with the same ``seed``.
+
+    Args:
+        logits, x_t, mask_id, temperature, generator, seed, check: as in :func:`masked_sample`.
+        k: number of proposals, >= 1.
+
+    Returns:
+        proposals: [B, k, L] int64.
+        log_q: [B, k] float32, the log-probability of each proposal under the
+            factorized proposal, Σ over masked positions of the drawn tokens'
+            log-probabilities (summed in float64).
+
+    Raises:
+        As :func:`masked_sample`; ValueError for k < 1.
+    """
+    _check_masked_inputs(logits, x_t, mask_id, temperature, "sample_proposals")
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"sample_proposals: k must be an int, got {type(k).__name__}")
+    if k < 1:
+        raise ValueError(f"sample_proposals: k must be >= 1, got {k}")
+    if logits.stride(-1) != 1 and logits.shape[-1] > 1:
+        logits = logits.contiguous()
+    rng = rng_tensor(logits.device, generator, seed)
+    proposals, logp = torch.ops.edlm_ext.sample_proposals(logits, x_t, mask_id, k, float(temperature), rng)
+    if check and not _is_compiling():
+        _raise_for_invalid_rows(logits, x_t, mask_id, logp[:, 0], "sample_proposals")
+    log_q = logp.sum(dim=-1, dtype=torch.float64).to(torch.float32)
+    return proposals, log_q
+
+
+class ResampleResult(NamedTuple):
+    """Output of :func:`importance_resample` (row b of a batch of B, k candidates)."""
+
+    weights: torch.Tensor  # [B, k] normalized weights, dtype of log_w
+    log_z: torch.Tensor  # [B] logsumexp of the row's log-weights
+    ess: torch.Tensor  # [B] effective sample size 1 / Σ weights², in [1, k]
+    index: torch.Tensor  # [B] int64, the drawn candidate
+    chosen: torch.Tensor  # [B, L] int64, proposals[b, index[b]]
+
+
+def importance_resample(
+    log_w: torch.Tensor,
+    proposals: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    check: bool = True,
+) -> ResampleResult:
+    """Self-normalized importance resampling of k candidates per row, in one launch.
+
+    For each row b: weights = softmax(log_w[b]) in float64, log_z = logsumexp(log_w[b]),
+    ess = 1 / Σ weights², one draw index ~ Categorical(weights) (exact inverse CDF,
+    53-bit uniform), and chosen = proposals[b, index]. -inf log-weights have
+    weight 0 and are never chosen. On CUDA this is a single kernel with no host
+    synchronization (CUDA-graph capturable with check skipped, as it is while capturing).
+
+    Args:
+        log_w: [B, k] float32 or float64 log-weights (EDLM: log w = -E).
+        proposals: [B, k, L] int64 candidates, same device.
+        generator, seed: the random stream, as in :func:`masked_sample`.
+        check: raise for invalid rows (one host synchronization); skipped under
+            torch.compile and CUDA-graph capture, where invalid rows come back with
+            NaN weights / log_z / ess and index 0.
+
+    Returns:
+        :class:`ResampleResult` (weights, log_z, ess, index, chosen).
+
+    Raises:
+        TypeError: wrong types or dtypes. ValueError: mismatched shapes or devices,
+        k = 0, a row with NaN or +inf, or a row whose log-weights are all -inf.
+    """
+    op = "importance_resample"
+    if not isinstance(log_w, torch.Tensor) or not isinstance(proposals, torch.Tensor):
+        raise TypeError(f"{op}: log_w and proposals must be torch.Tensors")
+    if log_w.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{op}: log_w must be float32 or float64, got {log_w.dtype}")
+    if proposals.dtype != torch.int64:
+        raise TypeError(f"{op}: proposals must be int64, got {proposals.dtype}")
+    if proposals.dim() != 3:
+        raise ValueError(f"{op}: proposals must be [B, k, L], got shape {tuple(proposals.shape)}")
+    if tuple(log_w.shape) != tuple(proposals.shape[:2]):
+        raise ValueError(f"{op}: log_w must have shape [B, k] = {tuple(proposals.shape[:2])}, got {tuple(log_w.shape)}")
+    if proposals.shape[1] == 0:
+        raise ValueError(f"{op}: k = 0 candidates")
+    if log_w.device != proposals.device:
+        raise ValueError(f"{op}: log_w is on {log_w.device} but proposals is on {proposals.device}")
+    rng = rng_tensor(log_w.device, generator, seed)
+    out = ResampleResult(*torch.ops.edlm_ext.importance_resample(log_w, proposals, rng))
+    if check and not _is_compiling():
+        bad = torch.isnan(out.log_z)
+        if bool(bad.any()):
+            b = int(bad.nonzero()[0])
+            row = log_w[b]
+            why = ("contains NaN" if bool(torch.isnan(row).any()) else
+                   "contains +inf" if bool(torch.isposinf(row).any()) else "is all -inf (no candidate has weight)")
+            raise ValueError(f"{op}: log_w[{b}] {why}")
+    return out

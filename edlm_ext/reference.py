@@ -100,3 +100,43 @@ def masked_sample(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, tempera
     x0[masked] = tok[masked]
     logp[masked] = lp.gather(-1, tok.unsqueeze(-1)).squeeze(-1)[masked]
     return x0, logp
+
+
+def sample_proposals(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, k: int, temperature: float = 1.0,
+                     uniforms: torch.Tensor | None = None,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference of edlm_ext.sample_proposals: k independent :func:`masked_sample` draws.
+
+    uniforms: float64 [k, B*L] (proposal j, row b*L + l), e.g. row_uniforms(rng, B*L, j)
+    for j < k. Returns (proposals int64 [B, k, L], log_q float64 [B, k])."""
+    B, L, _ = logits.shape
+    props, log_q = [], []
+    for j in range(k):
+        u = None if uniforms is None else uniforms[j]
+        x0, logp = masked_sample(logits, x_t, mask_id, temperature, uniforms=u, generator=generator)
+        props.append(x0)
+        log_q.append(logp.sum(-1))
+    return torch.stack(props, 1), torch.stack(log_q, 1)
+
+
+def importance_resample(log_w: torch.Tensor, proposals: torch.Tensor, uniforms: torch.Tensor | None = None,
+                        generator: torch.Generator | None = None):
+    """Reference of edlm_ext.importance_resample in float64.
+
+    uniforms: float64 [B], e.g. row_uniforms(rng, B, DOMAIN_RESAMPLE). Returns
+    (weights [B, k], log_z [B], ess [B], index [B], chosen [B, L]), statistics in float64."""
+    lw = log_w.to(torch.float64)
+    B, k = lw.shape
+    log_z = torch.logsumexp(lw, dim=-1)
+    weights = torch.exp(lw - log_z.unsqueeze(-1))
+    ess = 1.0 / (weights**2).sum(-1)
+    if uniforms is None:
+        uniforms = torch.rand(B, dtype=torch.float64, generator=generator, device=lw.device)
+    w = torch.exp(lw - lw.max(-1, keepdim=True).values)
+    cdf = torch.cumsum(w, -1)
+    index = torch.searchsorted(cdf, (uniforms.to(lw.device) * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
+    index = index.clamp_max(k - 1)
+    last_positive = k - 1 - torch.argmax((w > 0).flip(-1).to(torch.int8), dim=-1)
+    index = torch.where(w.gather(-1, index.unsqueeze(-1)).squeeze(-1) > 0, index, last_positive)
+    chosen = proposals.gather(1, index.view(B, 1, 1).expand(B, 1, proposals.shape[2])).squeeze(1)
+    return weights, log_z, ess, index, chosen

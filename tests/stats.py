@@ -7,22 +7,35 @@ from scipy import stats
 
 def chisquare_pvalue(counts: np.ndarray, probs: np.ndarray, min_expected: float = 5.0) -> float:
     """Pearson chi-square p-value of counts against probs. Bins whose expected count is
-    below min_expected are pooled into one bin (kept only if it reaches min_expected)."""
+    below min_expected are pooled into one bin; a pool still below min_expected is
+    merged into the smallest remaining bin. Draws in bins of zero probability give 0."""
     counts = np.asarray(counts, dtype=np.float64)
     probs = np.asarray(probs, dtype=np.float64)
     n = counts.sum()
     expected = probs * n
+    if counts[expected == 0].sum() > 0:
+        return 0.0
     big = expected >= min_expected
-    obs = list(counts[big])
-    exp = list(expected[big])
-    if expected[~big].sum() >= min_expected:
-        obs.append(counts[~big].sum())
-        exp.append(expected[~big].sum())
-    elif counts[~big].sum() > 0 and expected[~big].sum() == 0:
-        return 0.0  # draws where the target has no mass at all
+    obs, exp = list(counts[big]), list(expected[big])
+    pooled_obs, pooled_exp = counts[~big].sum(), expected[~big].sum()
+    p_pool = 1.0
+    if pooled_exp >= min_expected or not obs:
+        obs.append(pooled_obs)
+        exp.append(pooled_exp)
+    elif pooled_exp > 0:
+        # Too small for the chi-square approximation: merge it, and test its count
+        # on its own against Poisson(pooled_exp) (two tests: Bonferroni).
+        p_pool = 2 * min(stats.poisson.sf(pooled_obs - 1, pooled_exp), stats.poisson.cdf(pooled_obs, pooled_exp))
+        i = int(np.argmin(exp))
+        obs[i] += pooled_obs
+        exp[i] += pooled_exp
     obs, exp = np.array(obs), np.array(exp)
-    stat = ((obs - exp) ** 2 / exp).sum()
-    return float(stats.chi2.sf(stat, df=len(obs) - 1))
+    p_chi = 1.0
+    if len(obs) >= 2:
+        p_chi = float(stats.chi2.sf(((obs - exp) ** 2 / exp).sum(), df=len(obs) - 1))
+    if p_pool < 1.0:
+        return float(min(1.0, 2 * min(p_chi, p_pool)))
+    return p_chi
 
 
 def binomial_z(successes: int, n: int, p: float) -> float:

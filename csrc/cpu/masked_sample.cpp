@@ -1,11 +1,13 @@
-// CPU implementation of edlm_ext::masked_sample: rows in parallel
-// (at::parallel_for), each row by edlm::sample_row (csrc/include/edlm/masked_sample.h).
+// CPU implementations of edlm_ext::masked_sample and ::sample_proposals (k draws
+// per row from one pass): rows in parallel (at::parallel_for), each row by
+// edlm::sample_row (csrc/include/edlm/masked_sample.h).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "../checks.h"
 #include "edlm/masked_sample.h"
@@ -30,22 +32,23 @@ struct FloatLoader {
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> masked_sample_cpu(const at::Tensor& logits, const at::Tensor& x_t,
-                                                     int64_t mask_id, double temperature, const at::Tensor& rng) {
-  check_masked_sample_args(logits, x_t, mask_id, temperature, rng);
+// k draws per masked row -> (tokens [B, k, L] int64, logp [B, k, L] float32).
+std::tuple<at::Tensor, at::Tensor> sample_cpu(const at::Tensor& logits, const at::Tensor& x_t, int64_t mask_id,
+                                              int64_t k, double temperature, const at::Tensor& rng) {
   const int64_t B = logits.size(0), L = logits.size(1), V = logits.size(2);
   const int64_t sb = logits.stride(0), sl = logits.stride(1);
   const int64_t xsb = x_t.stride(0), xsl = x_t.stride(1);
-  auto x0 = at::empty({B, L}, x_t.options());
-  auto logp = at::empty({B, L}, logits.options().dtype(at::kFloat));
-  if (B * L == 0) return {x0, logp};
+  auto tokens = at::empty({B, k, L}, x_t.options());
+  auto logp = at::empty({B, k, L}, logits.options().dtype(at::kFloat));
+  if (B * L * k == 0) return {tokens, logp};
 
   const auto* rng_p = rng.data_ptr<int64_t>();
   const edlm::RngKey key{static_cast<uint64_t>(rng_p[0]), static_cast<uint64_t>(rng_p[1])};
+  const uint64_t stream0 = edlm::kDomainSample + key.offset;
   const bool greedy = is_greedy(temperature);
   const double inv_t = greedy ? 0.0 : 1.0 / temperature;
   const int64_t* xt = x_t.data_ptr<int64_t>();
-  int64_t* out_tok = x0.data_ptr<int64_t>();
+  int64_t* out_tok = tokens.data_ptr<int64_t>();
   float* out_lp = logp.data_ptr<float>();
   const auto dtype = logits.scalar_type();
   const char* base = static_cast<const char*>(logits.data_ptr());
@@ -55,36 +58,64 @@ std::tuple<at::Tensor, at::Tensor> masked_sample_cpu(const at::Tensor& logits, c
   at::parallel_for(0, B * L, grain, [&](int64_t begin, int64_t end) {
     edlm::RowScratch scratch;
     scratch.reserve(V);
+    std::vector<double> u(k);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / L, l = row % L;
       const int64_t xv = xt[b * xsb + l * xsl];
+      int64_t* tok = out_tok + b * k * L + l;  // proposal j at tok[j * L]
+      float* lp = out_lp + b * k * L + l;
+      bool ok;
       if (xv != mask_id) {  // carried over: copy, or flag an out-of-range id
-        const bool ok = xv >= 0 && xv < V;
-        out_tok[row] = ok ? xv : mask_id;
-        out_lp[row] = ok ? 0.0f : std::numeric_limits<float>::quiet_NaN();
-        continue;
-      }
-      const double u = edlm::row_uniform(key, static_cast<uint64_t>(row), key.offset);
-      const void* row_ptr = base + (b * sb + l * sl) * esize;
-      edlm::RowDraw d;
-      if (dtype == at::kFloat) {
-        d = edlm::sample_row(FloatLoader{static_cast<const float*>(row_ptr)}, V, mask_id, inv_t, greedy, u, scratch);
-      } else if (dtype == at::kBFloat16) {
-        auto dec = [](uint16_t h) { return edlm::bf16_to_float(h); };
-        d = edlm::sample_row(RowLoader<decltype(dec)>{static_cast<const uint16_t*>(row_ptr), dec}, V, mask_id, inv_t,
-                             greedy, u, scratch);
+        ok = xv >= 0 && xv < V;
+        for (int64_t j = 0; j < k && ok; ++j) {
+          tok[j * L] = xv;
+          lp[j * L] = 0.0f;
+        }
       } else {
-        auto dec = [](uint16_t h) { return edlm::f16_to_float(h); };
-        d = edlm::sample_row(RowLoader<decltype(dec)>{static_cast<const uint16_t*>(row_ptr), dec}, V, mask_id, inv_t,
-                             greedy, u, scratch);
+        for (int64_t j = 0; j < k; ++j) u[j] = edlm::row_uniform(key, static_cast<uint64_t>(row), stream0 + j);
+        const void* row_ptr = base + (b * sb + l * sl) * esize;
+        if (dtype == at::kFloat) {
+          ok = edlm::sample_row(FloatLoader{static_cast<const float*>(row_ptr)}, V, mask_id, inv_t, greedy,
+                                u.data(), k, scratch, tok, lp, L);
+        } else if (dtype == at::kBFloat16) {
+          auto dec = [](uint16_t h) { return edlm::bf16_to_float(h); };
+          ok = edlm::sample_row(RowLoader<decltype(dec)>{static_cast<const uint16_t*>(row_ptr), dec}, V, mask_id,
+                                inv_t, greedy, u.data(), k, scratch, tok, lp, L);
+        } else {
+          auto dec = [](uint16_t h) { return edlm::f16_to_float(h); };
+          ok = edlm::sample_row(RowLoader<decltype(dec)>{static_cast<const uint16_t*>(row_ptr), dec}, V, mask_id,
+                                inv_t, greedy, u.data(), k, scratch, tok, lp, L);
+        }
       }
-      out_tok[row] = d.token;
-      out_lp[row] = d.logp;
+      if (!ok) {  // documented rule for invalid rows: [MASK] with logp NaN
+        for (int64_t j = 0; j < k; ++j) {
+          tok[j * L] = mask_id;
+          lp[j * L] = std::numeric_limits<float>::quiet_NaN();
+        }
+      }
     }
   });
-  return {x0, logp};
+  return {tokens, logp};
 }
 
-TORCH_LIBRARY_IMPL(edlm_ext, CPU, m) { m.impl("masked_sample", &masked_sample_cpu); }
+std::tuple<at::Tensor, at::Tensor> masked_sample_cpu(const at::Tensor& logits, const at::Tensor& x_t,
+                                                     int64_t mask_id, double temperature, const at::Tensor& rng) {
+  check_masked_sample_args("masked_sample", logits, x_t, mask_id, temperature, rng);
+  auto [tokens, logp] = sample_cpu(logits, x_t, mask_id, 1, temperature, rng);
+  return {tokens.squeeze(1), logp.squeeze(1)};
+}
+
+std::tuple<at::Tensor, at::Tensor> sample_proposals_cpu(const at::Tensor& logits, const at::Tensor& x_t,
+                                                        int64_t mask_id, int64_t k, double temperature,
+                                                        const at::Tensor& rng) {
+  check_masked_sample_args("sample_proposals", logits, x_t, mask_id, temperature, rng);
+  TORCH_CHECK(k >= 1, "sample_proposals: k must be >= 1, got ", k);
+  return sample_cpu(logits, x_t, mask_id, k, temperature, rng);
+}
+
+TORCH_LIBRARY_IMPL(edlm_ext, CPU, m) {
+  m.impl("masked_sample", &masked_sample_cpu);
+  m.impl("sample_proposals", &sample_proposals_cpu);
+}
 
 }  // namespace edlm_ext

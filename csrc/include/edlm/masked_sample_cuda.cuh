@@ -1,4 +1,5 @@
-// CUDA kernel of edlm_ext.masked_sample: one thread block per [B, L] row.
+// CUDA kernel of edlm_ext.masked_sample and sample_proposals: one thread block
+// per [B, L] row, k draws from one read of it.
 // Torch-free (raw pointers and sizes); launched from csrc/cuda/masked_sample.cu.
 //
 // Same method as the CPU kernel (edlm/masked_sample.h), same token order, so the
@@ -10,8 +11,8 @@
 //  pass 2  m = max m_k, tile masses c_k = s_k 2^((m_k - m) c) and their prefix in
 //          float64 (token order), one Philox uniform u (53 bits): the tile that
 //          holds u·Z.
-//  pass 3  warp 0 re-reads that tile (2 KB), recomputes its terms and finds the
-//          token by a float64 warp scan.
+//  pass 3  per draw, a warp re-reads its tile (2 KB), recomputes the terms and
+//          finds the token by a float64 warp scan (k draws: k tiles, k uniforms).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -20,6 +21,7 @@
 
 #include "edlm/common.h"
 #include "edlm/philox.h"
+#include "edlm/warp.cuh"
 
 namespace edlm {
 namespace cuda {
@@ -90,26 +92,6 @@ struct RowView {
   }
 };
 
-template <typename U>
-EDLM_DEVICE U warp_sum(U x) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-  return x;
-}
-EDLM_DEVICE float warp_max(float x) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-  return x;
-}
-EDLM_DEVICE double warp_inclusive_scan(double x, int lane) {
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const double y = __shfl_up_sync(0xffffffffu, x, o);
-    if (lane >= o) x += y;
-  }
-  return x;
-}
-
 template <int kThreads>
 struct BlockShared {
   static constexpr int kWarps = kThreads / 32;
@@ -117,9 +99,13 @@ struct BlockShared {
   double dred[kWarps];
   int64_t ired[kWarps];
   int flag;
-  int winner, last_nonzero;
-  int64_t win_tile;
-  double win_r;
+  int last_nonzero;
+  // One chunk of up to kWarps draws at a time: draw jj's target u z, the thread
+  // whose tiles hold it, and the chosen tile with the position r in [0, 1) inside it.
+  double target[kWarps];
+  int winner[kWarps];
+  int64_t win_tile[kWarps];
+  double win_r[kWarps];
 };
 
 // Block-wide max of a float (all threads get it). Uses sh.fred.
@@ -202,29 +188,35 @@ constexpr int kTileItems = 32 * kTileVecs;
 
 EDLM_HD int64_t num_tiles(int64_t nitems) { return (nitems + kTileItems - 1) / kTileItems; }
 
-// One block per row (at least 4 resident per SM: <= 64 registers); dynamic shared memory: num_tiles(items) float2 (tile max, tile sum).
-// logits row (b, l) at logits + b*sb + l*sl; x_t likewise with (xsb, xsl);
-// outputs x0, logp contiguous [B*L]. rng = {seed, offset} on the device.
-// c = log2(e) / T; greedy selects the argmax (T == 0).
+// One block per row (at least 4 resident per SM: <= 64 registers); dynamic shared
+// memory: num_tiles(items) float2 (tile max, tile sum). Draws k tokens per masked
+// row from one read of it. logits row (b, l) at logits + b*sb + l*sl; x_t likewise
+// with (xsb, xsl); outputs tok, logp contiguous [B, k, L]. rng = {seed, offset} on
+// the device; draw j uses stream kDomainSample + offset + j. c = log2(e) / T;
+// greedy selects the argmax (T == 0). Invalid rows get [MASK] and logp NaN.
 template <typename T, int kThreads>
 __global__ void __launch_bounds__(kThreads, 4)
-    masked_sample_kernel(const T* __restrict__ logits, int64_t sb, int64_t sl, const int64_t* __restrict__ xt,
-                         int64_t xsb, int64_t xsl, int64_t L, int64_t V, int64_t mask_id, float c, double inv_t,
-                         bool greedy, const int64_t* __restrict__ rng, int64_t* __restrict__ x0,
-                         float* __restrict__ logp) {
+    sample_kernel(const T* __restrict__ logits, int64_t sb, int64_t sl, const int64_t* __restrict__ xt, int64_t xsb,
+                  int64_t xsl, int64_t L, int64_t V, int64_t mask_id, int64_t k, float c, double inv_t, bool greedy,
+                  const int64_t* __restrict__ rng, int64_t* __restrict__ out_tok, float* __restrict__ out_logp) {
   constexpr int kVec = RowView<T>::kVec;
   constexpr int kWarps = kThreads / 32;
   __shared__ BlockShared<kThreads> sh;
   extern __shared__ float2 tiles[];
   const int64_t row = blockIdx.x;
   const int64_t b = row / L, l = row % L;
+  int64_t* tok = out_tok + b * k * L + l;  // draw j at tok[j * L]
+  float* logp = out_logp + b * k * L + l;
+  auto write_all = [&](int64_t token, float lp) {
+    for (int64_t j = threadIdx.x; j < k; j += kThreads) {
+      tok[j * L] = token;
+      logp[j * L] = lp;
+    }
+  };
   const int64_t xv = xt[b * xsb + l * xsl];
   if (xv != mask_id) {
-    if (threadIdx.x == 0) {
-      const bool ok = xv >= 0 && xv < V;
-      x0[row] = ok ? xv : mask_id;
-      logp[row] = ok ? 0.0f : NAN;
-    }
+    const bool ok = xv >= 0 && xv < V;
+    write_all(ok ? xv : mask_id, ok ? 0.0f : NAN);
     return;
   }
   const RowView<T> rv(logits + b * sb + l * sl, V, mask_id);
@@ -233,21 +225,18 @@ __global__ void __launch_bounds__(kThreads, 4)
   if (greedy) {
     bool bad;
     const int64_t i = block_argmax<T, kThreads>(rv, &bad, sh);
-    if (threadIdx.x == 0) {
-      x0[row] = bad ? mask_id : i;
-      logp[row] = bad ? NAN : 0.0f;
-    }
+    write_all(bad ? mask_id : i, bad ? NAN : 0.0f);
     return;
   }
 
-  // pass 1: warp w reduces tiles w, w + kWarps, ...: tile max m_k and
-  // s_k = Σ 2^((l - m_k) c). A NaN or +inf makes s_k NaN.
+  // pass 1: warp w reduces tiles w, w + kWarps, ...: tile max m_t and
+  // s_t = Σ 2^((l - m_t) c). A NaN or +inf makes s_t NaN.
   const int64_t nt = num_tiles(rv.nitems);
-  for (int64_t k = warp; k < nt; k += kWarps) {
+  for (int64_t t = warp; t < nt; t += kWarps) {
     float v[kTileVecs][kVec];
 #pragma unroll
     for (int j = 0; j < kTileVecs; ++j) {
-      const int64_t w = k * kTileItems + j * 32 + lane;
+      const int64_t w = t * kTileItems + j * 32 + lane;
       if (w < rv.nitems) {
         rv.load(w, v[j]);
       } else {
@@ -268,133 +257,142 @@ __global__ void __launch_bounds__(kThreads, 4)
 #pragma unroll
       for (int e = 0; e < kVec; ++e) acc += exp2f((v[j][e] - base) * c);
     acc = warp_sum(acc);
-    if (lane == 0) tiles[k] = make_float2(mx, acc);
+    if (lane == 0) tiles[t] = make_float2(mx, acc);
   }
   __syncthreads();
 
-  // pass 2: row max and poison flag; tile masses in float64; thread t owns the
-  // contiguous tiles [t*per, (t+1)*per), so prefixes follow token order.
+  // pass 2: row max and poison flag; tile masses in float64; thread i owns the
+  // contiguous tiles [i*per, (i+1)*per), so prefixes follow token order.
   const int64_t per = (nt + kThreads - 1) / kThreads;
   const int64_t t0 = threadIdx.x * per, t1 = t0 + per < nt ? t0 + per : nt;
   float mloc = -INFINITY;
   bool poisoned = false;
-  for (int64_t k = t0; k < t1; ++k) {
-    mloc = fmaxf(mloc, tiles[k].x);
-    poisoned |= tiles[k].y != tiles[k].y;
+  for (int64_t t = t0; t < t1; ++t) {
+    mloc = fmaxf(mloc, tiles[t].x);
+    poisoned |= tiles[t].y != tiles[t].y;
   }
   if (threadIdx.x == 0) {
     sh.flag = 0;
-    sh.winner = kThreads;  // none yet (atomicMin keeps the lowest claimant)
     sh.last_nonzero = -1;
   }
   const float m = block_max<kThreads>(mloc, sh);  // syncs: init above is visible after
   if (poisoned) sh.flag = 1;
+  auto tile_mass = [&](int64_t t) -> double {
+    return tiles[t].x == -INFINITY ? 0.0
+                                   : static_cast<double>(tiles[t].y) * exp2(static_cast<double>(tiles[t].x - m) * c);
+  };
   double mass = 0.0;
-  for (int64_t k = t0; k < t1; ++k)
-    if (tiles[k].x != -INFINITY) mass += static_cast<double>(tiles[k].y) * exp2(static_cast<double>(tiles[k].x - m) * c);
+  for (int64_t t = t0; t < t1; ++t) mass += tile_mass(t);
+  if (mass > 0.0) atomicMax(&sh.last_nonzero, static_cast<int>(threadIdx.x));
   double z;
   const double below = block_exclusive_scan<kThreads>(mass, &z, sh);  // syncs: flag visible after
   if (sh.flag || m == -INFINITY || m == INFINITY) {
-    if (threadIdx.x == 0) {
-      x0[row] = mask_id;
-      logp[row] = NAN;
-    }
+    write_all(mask_id, NAN);
     return;
   }
-  const double u = row_uniform(RngKey{static_cast<uint64_t>(rng[0]), static_cast<uint64_t>(rng[1])},
-                               static_cast<uint64_t>(row), static_cast<uint64_t>(rng[1]));
-  const double target_row = u * z;
-  if (mass > 0.0) {
-    if (target_row >= below && target_row < below + mass) atomicMin(&sh.winner, static_cast<int>(threadIdx.x));
-    atomicMax(&sh.last_nonzero, static_cast<int>(threadIdx.x));
-  }
-  __syncthreads();
-  const bool hit = sh.winner < kThreads;
-  if (threadIdx.x == (hit ? sh.winner : sh.last_nonzero)) {
-    // Walk this thread's tiles to the one holding target_row (or the last
-    // non-empty one when rounding put target_row on the total).
-    double cum = below;
-    int64_t pick = -1, last = -1;
-    double r = 0x1.fffffffffffffp-1;
-    for (int64_t k = t0; k < t1; ++k) {
-      if (tiles[k].x == -INFINITY) continue;
-      const double ck = static_cast<double>(tiles[k].y) * exp2(static_cast<double>(tiles[k].x - m) * c);
-      if (ck <= 0.0) continue;
-      last = k;
-      if (hit && target_row < cum + ck) {
-        pick = k;
-        r = (target_row - cum) / ck;
-        break;
-      }
-      cum += ck;
-    }
-    if (pick < 0) pick = last;
-    sh.win_tile = pick;
-    sh.win_r = r < 0.0 ? 0.0 : (r >= 1.0 ? 0x1.fffffffffffffp-1 : r);
-  }
-  __syncthreads();
-  if (warp != 0) return;
+  const RngKey key{static_cast<uint64_t>(rng[0]), static_cast<uint64_t>(rng[1])};
+  const double log_z = log(z);
 
-  // pass 3 (warp 0): re-read the chosen tile; its items in token order are
-  // (j, lane); float64 warp scans find the token.
-  const int64_t k = sh.win_tile;
-  const float mk = tiles[k].x;
-  float v[kTileVecs][kVec];
-  double e[kTileVecs];
-  double total = 0.0;
-#pragma unroll
-  for (int j = 0; j < kTileVecs; ++j) {
-    const int64_t w = k * kTileItems + j * 32 + lane;
-    e[j] = 0.0;
-    if (w < rv.nitems) {
-      rv.load(w, v[j]);
-#pragma unroll
-      for (int q = 0; q < kVec; ++q) e[j] += static_cast<double>(exp2f((v[j][q] - mk) * c));
-    } else {
-#pragma unroll
-      for (int q = 0; q < kVec; ++q) v[j][q] = -INFINITY;
+  for (int64_t j0 = 0; j0 < k; j0 += kWarps) {
+    const int nj = k - j0 < kWarps ? static_cast<int>(k - j0) : kWarps;
+    if (threadIdx.x < nj) {
+      const uint64_t stream = kDomainSample + key.offset + static_cast<uint64_t>(j0 + threadIdx.x);
+      sh.target[threadIdx.x] = row_uniform(key, static_cast<uint64_t>(row), stream) * z;
+      sh.winner[threadIdx.x] = kThreads;  // none yet (atomicMin keeps the lowest claimant)
     }
-    total += e[j];
-  }
-  total = warp_sum(total);
-  const double target = sh.win_r * total;
-  double running = 0.0;
-  int64_t pick = -1, fallback = -1;
-#pragma unroll
-  for (int j = 0; j < kTileVecs; ++j) {
-    if (pick >= 0) break;
-    const double incl = warp_inclusive_scan(e[j], lane);
-    const unsigned cross = __ballot_sync(0xffffffffu, e[j] > 0.0 && running + incl > target);
-    const unsigned pos = __ballot_sync(0xffffffffu, e[j] > 0.0);
-    const int src = cross ? __ffs(cross) - 1 : (pos ? 31 - __clz(pos) : -1);
-    int64_t found = -1;
-    if (src >= 0 && lane == src) {
-      const int64_t start = rv.item_start(k * kTileItems + j * 32 + lane);
-      double cum = running + incl - e[j];
-      int64_t last = -1;
-#pragma unroll
-      for (int q = 0; q < kVec; ++q) {
-        const double eq = static_cast<double>(exp2f((v[j][q] - mk) * c));
-        if (eq > 0.0) {
-          cum += eq;
-          last = start + q;
-          if (cross && found < 0 && cum > target) found = start + q;
+    __syncthreads();
+    if (mass > 0.0) {
+      for (int jj = 0; jj < nj; ++jj)
+        if (sh.target[jj] >= below && sh.target[jj] < below + mass) atomicMin(&sh.winner[jj], static_cast<int>(threadIdx.x));
+    }
+    __syncthreads();
+    for (int jj = 0; jj < nj; ++jj) {
+      const bool hit = sh.winner[jj] < kThreads;
+      if (threadIdx.x != (hit ? sh.winner[jj] : sh.last_nonzero)) continue;
+      // Walk this thread's tiles to the one holding the target (or the last
+      // non-empty one when rounding put the target on the total).
+      double cum = below, r = 0x1.fffffffffffffp-1;
+      int64_t pick = -1, last = -1;
+      for (int64_t t = t0; t < t1; ++t) {
+        const double ct = tile_mass(t);
+        if (ct <= 0.0) continue;
+        last = t;
+        if (hit && sh.target[jj] < cum + ct) {
+          pick = t;
+          r = (sh.target[jj] - cum) / ct;
+          break;
         }
+        cum += ct;
       }
-      if (found < 0) found = last;
+      sh.win_tile[jj] = pick >= 0 ? pick : last;
+      sh.win_r[jj] = r < 0.0 ? 0.0 : (r >= 1.0 ? 0x1.fffffffffffffp-1 : r);
     }
-    if (src >= 0) {
-      found = __shfl_sync(0xffffffffu, found, src);
-      if (cross) pick = found;
-      else fallback = found;
+    __syncthreads();
+
+    // pass 3: warp w finds draw j0 + w inside its tile (re-read, ~2 KB): the
+    // tile's items in token order are (j, lane); float64 warp scans find the token.
+    if (warp < nj) {
+      const int64_t tile = sh.win_tile[warp];
+      const float mt = tiles[tile].x;
+      float v[kTileVecs][kVec];
+      double e[kTileVecs];
+      double total = 0.0;
+#pragma unroll
+      for (int j = 0; j < kTileVecs; ++j) {
+        const int64_t w = tile * kTileItems + j * 32 + lane;
+        e[j] = 0.0;
+        if (w < rv.nitems) {
+          rv.load(w, v[j]);
+#pragma unroll
+          for (int q = 0; q < kVec; ++q) e[j] += static_cast<double>(exp2f((v[j][q] - mt) * c));
+        } else {
+#pragma unroll
+          for (int q = 0; q < kVec; ++q) v[j][q] = -INFINITY;
+        }
+        total += e[j];
+      }
+      total = warp_sum(total);
+      const double target = sh.win_r[warp] * total;
+      double running = 0.0;
+      int64_t pick = -1, fallback = -1;
+#pragma unroll
+      for (int j = 0; j < kTileVecs; ++j) {
+        if (pick >= 0) break;
+        const double incl = warp_inclusive_scan(e[j], lane);
+        const unsigned cross = __ballot_sync(0xffffffffu, e[j] > 0.0 && running + incl > target);
+        const unsigned pos = __ballot_sync(0xffffffffu, e[j] > 0.0);
+        const int src = cross ? __ffs(cross) - 1 : (pos ? 31 - __clz(pos) : -1);
+        int64_t found = -1;
+        if (src >= 0 && lane == src) {
+          const int64_t start = rv.item_start(tile * kTileItems + j * 32 + lane);
+          double cum = running + incl - e[j];
+          int64_t last = -1;
+#pragma unroll
+          for (int q = 0; q < kVec; ++q) {
+            const double eq = static_cast<double>(exp2f((v[j][q] - mt) * c));
+            if (eq > 0.0) {
+              cum += eq;
+              last = start + q;
+              if (cross && found < 0 && cum > target) found = start + q;
+            }
+          }
+          if (found < 0) found = last;
+        }
+        if (src >= 0) {
+          found = __shfl_sync(0xffffffffu, found, src);
+          if (cross) pick = found;
+          else fallback = found;
+        }
+        running += __shfl_sync(0xffffffffu, incl, 31);
+      }
+      if (pick < 0) pick = fallback;
+      if (lane == 0) {
+        const float lv = VecTraits<T>::to_float(rv.row[pick]);
+        tok[(j0 + warp) * L] = pick;
+        logp[(j0 + warp) * L] = static_cast<float>(static_cast<double>(lv - m) * inv_t - log_z);
+      }
     }
-    running += __shfl_sync(0xffffffffu, incl, 31);
-  }
-  if (pick < 0) pick = fallback;
-  if (lane == 0) {
-    const float lv = VecTraits<T>::to_float(rv.row[pick]);
-    x0[row] = pick;
-    logp[row] = static_cast<float>(static_cast<double>(lv - m) * inv_t - log(z));
+    __syncthreads();  // the next chunk reuses sh.target / winner / win_*
   }
 }
 
