@@ -15,10 +15,10 @@
 #endif
 
 TORCH_LIBRARY(edlm_ext, m) {
-  // Exact draw of every masked row of logits [B,L,V] at a temperature; rng = [seed, offset] int64.
-  m.def("masked_sample(Tensor logits, Tensor x_t, int mask_id, float temperature, Tensor rng) -> (Tensor, Tensor)");
+  // Exact draw of every masked row of logits [B,L,V] (temperature, filters); rng = [seed, offset] -> (x0, logp, entropy [B,L] or [0,L]).
+  m.def("masked_sample(Tensor logits, Tensor x_t, int mask_id, float temperature, int top_k, float top_p, float min_p, bool want_entropy, Tensor rng) -> (Tensor, Tensor, Tensor)");
   // k independent exact draws per masked row from one read of logits -> (proposals [B,k,L], logp [B,k,L]).
-  m.def("sample_proposals(Tensor logits, Tensor x_t, int mask_id, int k, float temperature, Tensor rng) -> (Tensor, Tensor)");
+  m.def("sample_proposals(Tensor logits, Tensor x_t, int mask_id, int k, float temperature, int top_k, float top_p, float min_p, Tensor rng) -> (Tensor, Tensor)");
   // Per row b: normalize log_w [B,k], draw index ~ Cat(weights), gather proposals[b, index] -> (weights, log_z, ess, index, chosen).
   m.def("importance_resample(Tensor log_w, Tensor proposals, Tensor rng) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   // Philox4x32-10 blocks for counters [N,4] under key [2] (test hook, CPU).

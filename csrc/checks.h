@@ -6,6 +6,8 @@
 
 #include <cmath>
 
+#include "edlm/filter.h"
+
 namespace edlm_ext {
 
 // logits [B, L, V] float32/bfloat16/float16, stride(-1) == 1; x_t [B, L] int64;
@@ -45,6 +47,14 @@ inline void check_importance_resample_args(const at::Tensor& log_w, const at::Te
               ", proposals on ", proposals.device());
   TORCH_CHECK(rng.dim() == 1 && rng.numel() == 2 && rng.scalar_type() == at::kLong && rng.device() == log_w.device(),
               "importance_resample: rng must be an int64 tensor [seed, offset] on the op's device");
+}
+
+// top_k >= 0 (0: off), top_p in (0, 1] (1: off), min_p in [0, 1] (0: off).
+inline edlm::Filter check_filter_args(const char* op, int64_t top_k, double top_p, double min_p) {
+  TORCH_CHECK(top_k >= 0, op, ": top_k must be >= 0, got ", top_k);
+  TORCH_CHECK(top_p > 0.0 && top_p <= 1.0, op, ": top_p must be in (0, 1], got ", top_p);
+  TORCH_CHECK(min_p >= 0.0 && min_p <= 1.0, op, ": min_p must be in [0, 1], got ", min_p);
+  return edlm::Filter{top_k, top_p, min_p};
 }
 
 // Sampling at temperature T uses c = log2(e) / T; T = 0, or T so small that c

@@ -3,18 +3,19 @@ import torch
 
 
 @torch.library.register_fake("edlm_ext::masked_sample")
-def _masked_sample_fake(logits, x_t, mask_id, temperature, rng):
+def _masked_sample_fake(logits, x_t, mask_id, temperature, top_k, top_p, min_p, want_entropy, rng):
     torch._check(logits.dim() == 3, lambda: "logits must be [B, L, V]")
     torch._check(x_t.dim() == 2, lambda: "x_t must be [B, L]")
     torch._check(x_t.shape[0] == logits.shape[0] and x_t.shape[1] == logits.shape[1], lambda: "x_t must be [B, L]")
     torch._check(x_t.dtype == torch.int64, lambda: "x_t must be int64")
     torch._check(rng.numel() == 2 and rng.dtype == torch.int64, lambda: "rng must be int64 [2]")
     B, L = x_t.shape
-    return x_t.new_empty((B, L)), logits.new_empty((B, L), dtype=torch.float32)
+    entropy = logits.new_empty((B if want_entropy else 0, L), dtype=torch.float32)
+    return x_t.new_empty((B, L)), logits.new_empty((B, L), dtype=torch.float32), entropy
 
 
 @torch.library.register_fake("edlm_ext::sample_proposals")
-def _sample_proposals_fake(logits, x_t, mask_id, k, temperature, rng):
+def _sample_proposals_fake(logits, x_t, mask_id, k, temperature, top_k, top_p, min_p, rng):
     torch._check(logits.dim() == 3, lambda: "logits must be [B, L, V]")
     torch._check(x_t.dim() == 2, lambda: "x_t must be [B, L]")
     torch._check(k >= 1, lambda: "k must be >= 1")

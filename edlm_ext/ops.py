@@ -52,6 +52,20 @@ def _check_masked_inputs(logits, x_t, mask_id, temperature, op: str):
         raise ValueError(f"{op}: temperature must be finite and >= 0, got {temperature}")
 
 
+def _check_filters(top_k, top_p, min_p, op: str):
+    if isinstance(top_k, bool) or not isinstance(top_k, int):
+        raise TypeError(f"{op}: top_k must be an int, got {type(top_k).__name__}")
+    if top_k < 0:
+        raise ValueError(f"{op}: top_k must be >= 0 (0 = off), got {top_k}")
+    for name, v in (("top_p", top_p), ("min_p", min_p)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"{op}: {name} must be a float, got {type(v).__name__}")
+    if not (0.0 < top_p <= 1.0):
+        raise ValueError(f"{op}: top_p must be in (0, 1] (1 = off), got {top_p}")
+    if not (0.0 <= min_p <= 1.0):
+        raise ValueError(f"{op}: min_p must be in [0, 1] (0 = off), got {min_p}")
+
+
 def _raise_for_invalid_rows(logits, x_t, mask_id, logp, op: str):
     """The kernels mark an invalid row with logp = NaN; find the first and say why."""
     bad = torch.isnan(logp)
@@ -82,10 +96,12 @@ def masked_sample(
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
+    min_p: float = 0.0,
     generator: torch.Generator | None = None,
     seed: int | None = None,
+    return_entropy: bool = False,
     check: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
+):
     """Draw x0 at every masked position of x_t from softmax(logits / temperature).
 
     One exact categorical draw per masked row ("subs" parameterization): the
@@ -94,43 +110,58 @@ def masked_sample(
     exact to float32 relative accuracy for every token, including tokens of
     probability 1e-7 and below (no float32 Gumbel noise, no float64 tensors).
 
+    Filters restrict the distribution before the draw, which stays exact under
+    the filtered, renormalized distribution. Each keeps the tokens whose logit is
+    at least a threshold, so ties at a threshold are all kept: ``top_k`` keeps the
+    k largest logits; ``top_p`` then keeps the smallest such top set holding at
+    least top_p of the (top-k) mass; ``min_p`` keeps tokens with
+    p >= min_p * max p. Filtering costs extra passes over each masked row.
+
     Args:
         logits: [B, L, V] float32, bfloat16 or float16, on CPU or CUDA. Any strides
             for B and L; a last dimension that is not contiguous is copied.
         x_t: [B, L] int64 token ids in [0, V), same device; ``mask_id`` marks masked positions.
         mask_id: the [MASK] token id, in [0, V).
         temperature: >= 0. 0 means greedy (argmax, lowest id on ties).
-        top_k, top_p: filtering, not implemented yet (NotImplementedError unless 0 / 1.0).
+        top_k: >= 0, 0 = off. top_p: in (0, 1], 1 = off. min_p: in [0, 1], 0 = off.
         generator: a torch.Generator on the logits' device type to draw the noise
             key from (default: the device's default generator). It advances like
             torch's own random ops, so two calls never reuse noise.
         seed: an int instead of ``generator``: the same seed gives the same tokens
             on CPU and CUDA.
+        return_entropy: also return the entropy (nats) of each masked row's
+            (tempered, filtered) distribution, for Dream-style remasking.
         check: raise on invalid rows (one host synchronization). Skipped under
-            torch.compile; then invalid rows come back as x0 = mask_id, logp = NaN.
+            torch.compile and CUDA-graph capture; then invalid rows come back as
+            x0 = mask_id, logp = NaN.
 
     Returns:
         x0: [B, L] int64. Drawn token at masked positions, x_t elsewhere.
-        logp: [B, L] float32. Log-probability of the drawn token under the tempered
-            softmax over non-[MASK] tokens (0 at greedy positions and at copied ones).
+        logp: [B, L] float32. Log-probability of the drawn token under the tempered,
+            filtered softmax over non-[MASK] tokens; 0 at copied positions. At
+            temperature 0 the distribution is softmax(logits) (temperature 1,
+            filtered), so ``logp.exp()`` is LLaDA's confidence of the argmax.
+        entropy: [B, L] float32, only with ``return_entropy`` (0 at copied positions;
+            at temperature 0, of softmax(logits)).
 
     Raises:
         TypeError: wrong argument types or dtypes.
         ValueError: wrong shapes or devices; mask_id outside [0, V); V = 0;
-            temperature < 0 or not finite; an id of x_t outside [0, V); a masked
-            row with NaN or +inf logits, or with no finite logit except [MASK].
-        NotImplementedError: top_k / top_p filtering.
+            temperature < 0 or not finite; filters out of range; an id of x_t
+            outside [0, V); a masked row with NaN or +inf logits, or with no finite
+            logit except [MASK].
     """
     _check_masked_inputs(logits, x_t, mask_id, temperature, "masked_sample")
-    if top_k != 0 or top_p != 1.0:
-        raise NotImplementedError("masked_sample: top_k / top_p filtering is not implemented yet")
+    _check_filters(top_k, top_p, min_p, "masked_sample")
     if logits.stride(-1) != 1 and logits.shape[-1] > 1:
         logits = logits.contiguous()
     rng = rng_tensor(logits.device, generator, seed)
-    x0, logp = torch.ops.edlm_ext.masked_sample(logits, x_t, mask_id, float(temperature), rng)
+    x0, logp, entropy = torch.ops.edlm_ext.masked_sample(
+        logits, x_t, mask_id, float(temperature), top_k, float(top_p), float(min_p), bool(return_entropy), rng
+    )
     if check and not _is_compiling():
         _raise_for_invalid_rows(logits, x_t, mask_id, logp, "masked_sample")
-    return x0, logp
+    return (x0, logp, entropy) if return_entropy else (x0, logp)
 
 
 def sample_proposals(
@@ -140,6 +171,9 @@ def sample_proposals(
     k: int,
     *,
     temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     check: bool = True,
@@ -153,7 +187,8 @@ def sample_proposals(
     uniforms per row. Proposal 0 equals ``masked_sample`` with the same ``seed``.
 
     Args:
-        logits, x_t, mask_id, temperature, generator, seed, check: as in :func:`masked_sample`.
+        logits, x_t, mask_id, temperature, top_k, top_p, min_p, generator, seed, check:
+            as in :func:`masked_sample`.
         k: number of proposals, >= 1.
 
     Returns:
@@ -170,10 +205,13 @@ def sample_proposals(
         raise TypeError(f"sample_proposals: k must be an int, got {type(k).__name__}")
     if k < 1:
         raise ValueError(f"sample_proposals: k must be >= 1, got {k}")
+    _check_filters(top_k, top_p, min_p, "sample_proposals")
     if logits.stride(-1) != 1 and logits.shape[-1] > 1:
         logits = logits.contiguous()
     rng = rng_tensor(logits.device, generator, seed)
-    proposals, logp = torch.ops.edlm_ext.sample_proposals(logits, x_t, mask_id, k, float(temperature), rng)
+    proposals, logp = torch.ops.edlm_ext.sample_proposals(
+        logits, x_t, mask_id, k, float(temperature), top_k, float(top_p), float(min_p), rng
+    )
     if check and not _is_compiling():
         _raise_for_invalid_rows(logits, x_t, mask_id, logp[:, 0], "sample_proposals")
     log_q = logp.sum(dim=-1, dtype=torch.float64).to(torch.float32)

@@ -7,6 +7,8 @@ generator is replayed by :func:`philox4x32_10` / :func:`row_uniforms`).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -59,52 +61,75 @@ def row_uniforms(rng: torch.Tensor | tuple[int, int], rows: int, stream: int = 0
 # masked_sample
 
 
-def tempered_log_probs(logits: torch.Tensor, mask_id: int, temperature: float = 1.0) -> torch.Tensor:
-    """log softmax(logits / T) in float64 over every token but [MASK] (whose entry is -inf)."""
+def tempered_log_probs(logits: torch.Tensor, mask_id: int, temperature: float = 1.0, top_k: int = 0,
+                       top_p: float = 1.0, min_p: float = 0.0) -> torch.Tensor:
+    """float64 log-probabilities of softmax(logits / T) over every token but [MASK]
+    (whose entry is -inf), after the filters (dropped tokens -inf), computed by
+    sorting. Temperature 0 gives the temperature-1 distribution (the ops' statistics
+    at greedy). Filters keep tokens with logit >= a threshold (ties kept):
+    top_k the k largest; top_p, on the top-k distribution, the smallest top set with
+    mass >= top_p; min_p the tokens with p >= min_p * max p."""
+    T = 1.0 if temperature == 0 else temperature
     x = logits.to(torch.float64).clone()
     x[..., mask_id] = float("-inf")
-    return torch.log_softmax(x / temperature, dim=-1)
+    keep = torch.isfinite(x)
+    if top_k > 0 and top_k < x.shape[-1]:
+        kth = x.topk(top_k, dim=-1).values[..., -1:]
+        keep &= x >= kth
+    if top_p < 1.0:
+        lp = torch.log_softmax(torch.where(keep, x / T, float("-inf")), dim=-1)
+        vals = lp.sort(dim=-1, descending=True).values
+        cum = torch.cumsum(vals.exp(), dim=-1)
+        first = torch.searchsorted(cum, torch.full_like(cum[..., :1], top_p)).clamp_max(x.shape[-1] - 1)
+        keep &= lp >= vals.gather(-1, first)
+    if min_p > 0.0:
+        z = x / T
+        keep &= (z - z.max(dim=-1, keepdim=True).values) >= math.log(min_p)
+    return torch.log_softmax(torch.where(keep, x / T, float("-inf")), dim=-1)
+
+
+def entropy(logits: torch.Tensor, mask_id: int, temperature: float = 1.0, **filters) -> torch.Tensor:
+    """float64 entropy (nats) of :func:`tempered_log_probs` per row."""
+    lp = tempered_log_probs(logits, mask_id, temperature, **filters)
+    return -(lp.exp() * lp.nan_to_num(neginf=0.0)).sum(-1)
 
 
 def masked_sample(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, temperature: float = 1.0,
-                  uniforms: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  uniforms: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                  **filters) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference of edlm_ext.masked_sample, float64 inverse CDF in token order.
 
     uniforms: float64 [B, L] (or [B*L]) in (0, 1), one per row; row (b, l) takes the
     first token whose cumulative probability exceeds u. Given the kernel's own
     uniforms (row_uniforms) this reproduces its draws. Without uniforms they come
-    from torch.rand(generator) in float64. temperature 0: argmax, lowest id on ties.
-    Returns (x0 int64 [B, L], logp float64 [B, L]); logp is 0 at copied positions
-    and at temperature 0.
+    from torch.rand(generator) in float64. temperature 0: argmax, lowest id on ties,
+    with its log-probability at temperature 1. filters: top_k, top_p, min_p.
+    Returns (x0 int64 [B, L], logp float64 [B, L]); logp is 0 at copied positions.
     """
     B, L, V = logits.shape
     masked = x_t == mask_id
     x0 = x_t.clone()
     logp = torch.zeros(B, L, dtype=torch.float64, device=logits.device)
+    lp = tempered_log_probs(logits, mask_id, temperature, **filters)
     if temperature == 0:
-        x = logits.to(torch.float64).clone()
-        x[..., mask_id] = float("-inf")
-        tok = x.argmax(dim=-1)  # first maximal index
-        x0[masked] = tok[masked]
-        return x0, logp
-    lp = tempered_log_probs(logits, mask_id, temperature)
-    if uniforms is None:
-        uniforms = torch.rand(B, L, dtype=torch.float64, generator=generator, device=logits.device)
-    u = uniforms.reshape(B, L).to(torch.float64)
-    cdf = torch.cumsum(lp.exp(), dim=-1)
-    tok = torch.searchsorted(cdf, (u * cdf[..., -1:].squeeze(-1)).unsqueeze(-1), right=True).squeeze(-1)
-    tok = tok.clamp_max(V - 1)
-    # never land on a zero-probability token (u*total == a cdf plateau at the end)
-    tok = torch.where(lp.gather(-1, tok.unsqueeze(-1)).squeeze(-1) == float("-inf"), lp.argmax(-1), tok)
+        tok = lp.argmax(dim=-1)  # first maximal index; filters keep the max
+    else:
+        if uniforms is None:
+            uniforms = torch.rand(B, L, dtype=torch.float64, generator=generator, device=logits.device)
+        u = uniforms.reshape(B, L).to(torch.float64)
+        cdf = torch.cumsum(lp.exp(), dim=-1)
+        tok = torch.searchsorted(cdf, (u * cdf[..., -1]).unsqueeze(-1), right=True).squeeze(-1)
+        tok = tok.clamp_max(V - 1)
+        # never land on a zero-probability token (u*total == a cdf plateau at the end)
+        tok = torch.where(lp.gather(-1, tok.unsqueeze(-1)).squeeze(-1) == float("-inf"), lp.argmax(-1), tok)
     x0[masked] = tok[masked]
     logp[masked] = lp.gather(-1, tok.unsqueeze(-1)).squeeze(-1)[masked]
     return x0, logp
 
 
 def sample_proposals(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, k: int, temperature: float = 1.0,
-                     uniforms: torch.Tensor | None = None,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     uniforms: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                     **filters) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference of edlm_ext.sample_proposals: k independent :func:`masked_sample` draws.
 
     uniforms: float64 [k, B*L] (proposal j, row b*L + l), e.g. row_uniforms(rng, B*L, j)
@@ -113,7 +138,7 @@ def sample_proposals(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, k: i
     props, log_q = [], []
     for j in range(k):
         u = None if uniforms is None else uniforms[j]
-        x0, logp = masked_sample(logits, x_t, mask_id, temperature, uniforms=u, generator=generator)
+        x0, logp = masked_sample(logits, x_t, mask_id, temperature, uniforms=u, generator=generator, **filters)
         props.append(x0)
         log_q.append(logp.sum(-1))
     return torch.stack(props, 1), torch.stack(log_q, 1)

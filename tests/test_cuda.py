@@ -52,3 +52,33 @@ def test_cuda_graph_capture():
     torch.cuda.synchronize()
     assert not torch.equal(first, x0), "replays reused the same noise"
     assert bool(((x0 > 0) & (x0 < 1000)).all()) and bool(torch.isfinite(logp).all())
+
+
+@pytest.mark.parametrize("filters", [{"top_k": 10}, {"top_p": 0.8}, {"min_p": 0.05}, {"top_k": 40, "top_p": 0.9}])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_filters_and_entropy_agree(filters, dtype):
+    g = torch.Generator().manual_seed(1)
+    logits = (torch.randn(3, 100, 50258, generator=g) * 3).to(dtype)
+    x_t = torch.full((3, 100), 7, dtype=torch.long)
+    for temperature in (0.8, 0.0):
+        cpu = edlm_ext.masked_sample(logits, x_t, 7, temperature=temperature, seed=5, return_entropy=True, **filters)
+        gpu = edlm_ext.masked_sample(logits.cuda(), x_t.cuda(), 7, temperature=temperature, seed=5,
+                                     return_entropy=True, **filters)
+        assert int((cpu[0] != gpu[0].cpu()).sum()) <= 1
+        assert torch.allclose(cpu[2], gpu[2].cpu(), atol=1e-4)
+
+
+def test_proposals_and_resample_agree():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(4, 64, 30522, generator=g) * 2
+    x_t = torch.full((4, 64), 3, dtype=torch.long)
+    x_t[:, ::3] = 11
+    cpu = edlm_ext.sample_proposals(logits, x_t, 3, 8, seed=9)
+    gpu = edlm_ext.sample_proposals(logits.cuda(), x_t.cuda(), 3, 8, seed=9)
+    assert int((cpu[0] != gpu[0].cpu()).sum()) <= 1
+    assert torch.allclose(cpu[1], gpu[1].cpu(), atol=1e-3)
+    log_w = torch.randn(4, 8, dtype=torch.float64, generator=g) * 3
+    a = edlm_ext.importance_resample(log_w, cpu[0], seed=3)
+    b = edlm_ext.importance_resample(log_w.cuda(), cpu[0].cuda(), seed=3)
+    assert torch.equal(a.index, b.index.cpu()) and torch.equal(a.chosen, b.chosen.cpu())
+    assert torch.allclose(a.weights, b.weights.cpu()) and torch.allclose(a.ess, b.ess.cpu())

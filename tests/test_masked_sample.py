@@ -148,11 +148,15 @@ def test_greedy_is_argmax_with_lowest_index_on_ties(device):
     x_t = torch.zeros(2, 3, dtype=torch.long, device=device)
     x0, logp = edlm_ext.masked_sample(logits, x_t, 0, temperature=0.0, seed=0)
     assert x0[0, 0] == 4 and x0[0, 1] == 9 and x0[1, 2] == 1
-    assert bool((logp == 0).all())
+    # logp at greedy: the argmax's log-probability under softmax(logits) (LLaDA's confidence)
+    _, want_lp = reference.masked_sample(logits.cpu(), x_t.cpu(), 0, temperature=0.0)
+    assert torch.allclose(logp.cpu().double(), want_lp, atol=1e-6)
     big = _logits(3, 50, 50258, torch.bfloat16, device)
     x_t = torch.zeros(3, 50, dtype=torch.long, device=device)
-    want, _ = reference.masked_sample(big.cpu(), x_t.cpu(), 0, temperature=0.0)
-    assert torch.equal(edlm_ext.masked_sample(big, x_t, 0, temperature=0.0)[0].cpu(), want)
+    want, want_lp = reference.masked_sample(big.cpu(), x_t.cpu(), 0, temperature=0.0)
+    got, got_lp = edlm_ext.masked_sample(big, x_t, 0, temperature=0.0)
+    assert torch.equal(got.cpu(), want)
+    assert torch.allclose(got_lp.cpu().double(), want_lp, atol=_logp_tolerance(big.cpu(), 0, 1.0))
 
 
 def test_unmasked_rows_are_not_read(device):

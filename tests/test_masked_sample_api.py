@@ -52,11 +52,22 @@ def test_bad_temperature(temperature):
         edlm_ext.masked_sample(*_ok(), 0, temperature=temperature)
 
 
-def test_filters_not_implemented_yet():
-    with pytest.raises(NotImplementedError):
-        edlm_ext.masked_sample(*_ok(), 0, top_k=5)
-    with pytest.raises(NotImplementedError):
-        edlm_ext.masked_sample(*_ok(), 0, top_p=0.9)
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"top_k": -1}, ValueError, "top_k"),
+        ({"top_k": 2.0}, TypeError, "top_k"),
+        ({"top_p": 0.0}, ValueError, "top_p"),
+        ({"top_p": 1.5}, ValueError, "top_p"),
+        ({"min_p": -0.1}, ValueError, "min_p"),
+        ({"min_p": 1.1}, ValueError, "min_p"),
+    ],
+)
+def test_bad_filters(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        edlm_ext.masked_sample(*_ok(), 0, **kwargs)
+    with pytest.raises(exc, match=match):
+        edlm_ext.sample_proposals(*_ok(), 0, 2, **kwargs)
 
 
 @pytest.mark.parametrize("bad_id", [-3, 10, 2**40])
@@ -124,8 +135,12 @@ def test_opcheck(device):
     for temperature in (1.0, 0.0):
         torch.library.opcheck(
             torch.ops.edlm_ext.masked_sample.default,
-            (logits, x_t, 1, temperature, torch.tensor([7, 0], device=device)),
+            (logits, x_t, 1, temperature, 0, 1.0, 0.0, False, torch.tensor([7, 0], device=device)),
         )
+    torch.library.opcheck(
+        torch.ops.edlm_ext.masked_sample.default,
+        (logits, x_t, 1, 0.7, 5, 0.9, 0.01, True, torch.tensor([7, 0], device=device)),
+    )
 
 
 def test_compile_fullgraph(device):

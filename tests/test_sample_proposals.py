@@ -44,8 +44,9 @@ def test_first_proposal_is_masked_sample(device):
 def test_greedy_proposals_are_all_the_argmax(device):
     logits, x_t = _case(2, 30, 100, device)
     props, log_q = edlm_ext.sample_proposals(logits, x_t, 0, 5, temperature=0.0, seed=1)
-    x0, _ = edlm_ext.masked_sample(logits, x_t, 0, temperature=0.0)
-    assert torch.equal(props, x0.unsqueeze(1).expand_as(props)) and bool((log_q == 0).all())
+    x0, logp = edlm_ext.masked_sample(logits, x_t, 0, temperature=0.0)
+    assert torch.equal(props, x0.unsqueeze(1).expand_as(props))
+    assert torch.allclose(log_q, logp.double().sum(-1, keepdim=True).float().expand_as(log_q))
 
 
 def test_each_proposal_has_the_right_distribution_and_pairs_are_independent(device):
@@ -87,7 +88,7 @@ def test_invalid_row_raises(device):
 def test_opcheck_and_compile(device):
     logits, x_t = _case(2, 5, 33, device)
     torch.library.opcheck(torch.ops.edlm_ext.sample_proposals.default,
-                          (logits, x_t, 0, 3, 1.0, torch.tensor([1, 0], device=device)))
+                          (logits, x_t, 0, 3, 1.0, 4, 0.8, 0.0, torch.tensor([1, 0], device=device)))
 
     def step(lg, x):
         props, log_q = edlm_ext.sample_proposals(lg, x, 0, 3, seed=2)

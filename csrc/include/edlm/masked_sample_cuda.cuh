@@ -59,11 +59,13 @@ struct RowView {
   static constexpr int kVec = VecTraits<T>::kVec;
   const T* row;
   int64_t V, mask_id;
+  float thr;      // filter threshold: logits below it read as -inf (-inf: no filter)
   int64_t head;   // elements before the first aligned one
   int64_t nbody;  // full aligned vectors
   int64_t nitems;
 
-  EDLM_DEVICE RowView(const T* r, int64_t V_, int64_t mask) : row(r), V(V_), mask_id(mask) {
+  EDLM_DEVICE RowView(const T* r, int64_t V_, int64_t mask, float threshold = -INFINITY)
+      : row(r), V(V_), mask_id(mask), thr(threshold) {
     const uintptr_t addr = reinterpret_cast<uintptr_t>(r);
     const int64_t mis = static_cast<int64_t>((16 - (addr & 15)) & 15) / static_cast<int64_t>(sizeof(T));
     head = mis < V ? mis : V;
@@ -84,6 +86,8 @@ struct RowView {
 #pragma unroll
       for (int j = 0; j < kVec; ++j) v[j] = start + j < end ? VecTraits<T>::to_float(row[start + j]) : -INFINITY;
     }
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) v[j] = v[j] < thr ? -INFINITY : v[j];  // NaN stays NaN
     if (mask_id >= start && mask_id < start + kVec) {
 #pragma unroll
       for (int j = 0; j < kVec; ++j)
@@ -140,28 +144,10 @@ EDLM_DEVICE double block_exclusive_scan(double x, double* total, BlockShared<kTh
   return before + incl - x;
 }
 
-// Greedy: block argmax, lowest index on ties. Returns the index to all threads
-// (-1 if every element is -inf); *bad set when a NaN or +inf was seen.
-template <typename T, int kThreads>
-EDLM_DEVICE int64_t block_argmax(const RowView<T>& rv, bool* bad, BlockShared<kThreads>& sh) {
-  constexpr int kVec = RowView<T>::kVec;
-  float best = -INFINITY;
-  int64_t best_i = -1;
-  bool poisoned = false;
-  for (int64_t w = threadIdx.x; w < rv.nitems; w += kThreads) {
-    float v[kVec];
-    rv.load(w, v);
-    const int64_t start = rv.item_start(w);
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) {
-      poisoned |= (v[j] != v[j]) || (v[j] == INFINITY);
-      if (v[j] > best) {  // items visited in increasing order: first max kept
-        best = v[j];
-        best_i = start + j;
-      }
-    }
-  }
-  const float m = block_max<kThreads>(best, sh);
+// Block argmax of per-thread candidates (best value, its lowest index): the
+// lowest index among threads holding the block max m. Uses sh.ired.
+template <int kThreads>
+EDLM_DEVICE int64_t block_argmin_index(float best, int64_t best_i, float m, BlockShared<kThreads>& sh) {
   int64_t cand = (best == m && best_i >= 0) ? best_i : INT64_MAX;
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
@@ -169,16 +155,13 @@ EDLM_DEVICE int64_t block_argmax(const RowView<T>& rv, bool* bad, BlockShared<kT
     cand = y < cand ? y : cand;
   }
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (threadIdx.x == 0) sh.flag = 0;
   if (lane == 0) sh.ired[warp] = cand;
   __syncthreads();
-  if (poisoned) sh.flag = 1;
   int64_t r = INT64_MAX;
 #pragma unroll
   for (int i = 0; i < BlockShared<kThreads>::kWarps; ++i) r = sh.ired[i] < r ? sh.ired[i] : r;
   __syncthreads();
-  *bad = sh.flag != 0 || m == -INFINITY;
-  return r == INT64_MAX ? -1 : r;
+  return r;
 }
 
 // Items per warp tile: each lane loads kTileVecs vectors, so a tile is
@@ -189,49 +172,52 @@ constexpr int kTileItems = 32 * kTileVecs;
 EDLM_HD int64_t num_tiles(int64_t nitems) { return (nitems + kTileItems - 1) / kTileItems; }
 
 // One block per row (at least 4 resident per SM: <= 64 registers); dynamic shared
-// memory: num_tiles(items) float2 (tile max, tile sum). Draws k tokens per masked
-// row from one read of it. logits row (b, l) at logits + b*sb + l*sl; x_t likewise
-// with (xsb, xsl); outputs tok, logp contiguous [B, k, L]. rng = {seed, offset} on
-// the device; draw j uses stream kDomainSample + offset + j. c = log2(e) / T;
-// greedy selects the argmax (T == 0). Invalid rows get [MASK] and logp NaN.
-template <typename T, int kThreads>
+// memory: num_tiles(items) float4 (tile max, tile sum, entropy sum). Draws k tokens
+// per masked row from one read of it. logits row (b, l) at logits + b*sb + l*sl;
+// x_t likewise with (xsb, xsl); outputs tok, logp contiguous [B, k, L], entropy
+// [B*L] (nullptr: not wanted). thresh: per-row filter thresholds [B*L] from
+// filter_threshold_kernel (nullptr: no filter). rng = {seed, offset} on the device;
+// draw j uses stream kDomainSample + offset + j. c = log2(e) * inv_t; greedy (a
+// template flag, to keep the sampling path's registers free) draws the argmax and reports statistics at inv_t = 1. Invalid rows get [MASK]
+// and logp NaN.
+template <typename T, int kThreads, bool greedy>
 __global__ void __launch_bounds__(kThreads, 4)
     sample_kernel(const T* __restrict__ logits, int64_t sb, int64_t sl, const int64_t* __restrict__ xt, int64_t xsb,
-                  int64_t xsl, int64_t L, int64_t V, int64_t mask_id, int64_t k, float c, double inv_t, bool greedy,
-                  const int64_t* __restrict__ rng, int64_t* __restrict__ out_tok, float* __restrict__ out_logp) {
+                  int64_t xsl, int64_t L, int64_t V, int64_t mask_id, int64_t k, float c, double inv_t,
+                  const float* __restrict__ thresh, const int64_t* __restrict__ rng, int64_t* __restrict__ out_tok,
+                  float* __restrict__ out_logp, float* __restrict__ entropy) {
   constexpr int kVec = RowView<T>::kVec;
   constexpr int kWarps = kThreads / 32;
   __shared__ BlockShared<kThreads> sh;
-  extern __shared__ float2 tiles[];
+  extern __shared__ float4 tiles[];
   const int64_t row = blockIdx.x;
   const int64_t b = row / L, l = row % L;
   int64_t* tok = out_tok + b * k * L + l;  // draw j at tok[j * L]
   float* logp = out_logp + b * k * L + l;
-  auto write_all = [&](int64_t token, float lp) {
+  auto write_all = [&](int64_t token, float lp, float h) {
     for (int64_t j = threadIdx.x; j < k; j += kThreads) {
       tok[j * L] = token;
       logp[j * L] = lp;
     }
+    if (entropy != nullptr && threadIdx.x == 0) entropy[row] = h;
   };
   const int64_t xv = xt[b * xsb + l * xsl];
   if (xv != mask_id) {
     const bool ok = xv >= 0 && xv < V;
-    write_all(ok ? xv : mask_id, ok ? 0.0f : NAN);
+    write_all(ok ? xv : mask_id, ok ? 0.0f : NAN, ok ? 0.0f : NAN);
     return;
   }
-  const RowView<T> rv(logits + b * sb + l * sl, V, mask_id);
+  const RowView<T> rv(logits + b * sb + l * sl, V, mask_id, thresh != nullptr ? thresh[row] : -INFINITY);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const bool want_h = entropy != nullptr;
+  const float inv_tf = static_cast<float>(inv_t);
 
-  if (greedy) {
-    bool bad;
-    const int64_t i = block_argmax<T, kThreads>(rv, &bad, sh);
-    write_all(bad ? mask_id : i, bad ? NAN : 0.0f);
-    return;
-  }
-
-  // pass 1: warp w reduces tiles w, w + kWarps, ...: tile max m_t and
-  // s_t = Σ 2^((l - m_t) c). A NaN or +inf makes s_t NaN.
+  // pass 1: warp w reduces tiles w, w + kWarps, ...: tile max m_t,
+  // s_t = Σ 2^((l - m_t) c) and, for the entropy, Σ 2^((l - m_t) c) (l - m_t) / T.
+  // A NaN or +inf makes s_t NaN. Greedy: each lane also keeps its first max.
   const int64_t nt = num_tiles(rv.nitems);
+  float best = -INFINITY;
+  int64_t best_i = -1;
   for (int64_t t = warp; t < nt; t += kWarps) {
     float v[kTileVecs][kVec];
 #pragma unroll
@@ -239,6 +225,15 @@ __global__ void __launch_bounds__(kThreads, 4)
       const int64_t w = t * kTileItems + j * 32 + lane;
       if (w < rv.nitems) {
         rv.load(w, v[j]);
+        if constexpr (greedy) {
+          const int64_t start = rv.item_start(w);
+#pragma unroll
+          for (int e = 0; e < kVec; ++e)
+            if (v[j][e] > best) {  // a lane visits its items in token order
+              best = v[j][e];
+              best_i = start + e;
+            }
+        }
       } else {
 #pragma unroll
         for (int e = 0; e < kVec; ++e) v[j][e] = -INFINITY;
@@ -251,13 +246,18 @@ __global__ void __launch_bounds__(kThreads, 4)
       for (int e = 0; e < kVec; ++e) mx = fmaxf(mx, v[j][e]);
     mx = warp_max(mx);
     const float base = mx == -INFINITY ? 0.0f : mx;  // all -inf: terms are 0 (NaN stays NaN)
-    float acc = 0.0f;
+    float acc = 0.0f, wacc = 0.0f;
 #pragma unroll
     for (int j = 0; j < kTileVecs; ++j)
 #pragma unroll
-      for (int e = 0; e < kVec; ++e) acc += exp2f((v[j][e] - base) * c);
+      for (int e = 0; e < kVec; ++e) {
+        const float term = exp2f((v[j][e] - base) * c);
+        acc += term;
+        if (want_h) wacc += term > 0.0f ? term * ((v[j][e] - base) * inv_tf) : 0.0f;
+      }
     acc = warp_sum(acc);
-    if (lane == 0) tiles[t] = make_float2(mx, acc);
+    if (want_h) wacc = warp_sum(wacc);
+    if (lane == 0) tiles[t] = make_float4(mx, acc, wacc, 0.0f);
   }
   __syncthreads();
 
@@ -277,22 +277,33 @@ __global__ void __launch_bounds__(kThreads, 4)
   }
   const float m = block_max<kThreads>(mloc, sh);  // syncs: init above is visible after
   if (poisoned) sh.flag = 1;
-  auto tile_mass = [&](int64_t t) -> double {
-    return tiles[t].x == -INFINITY ? 0.0
-                                   : static_cast<double>(tiles[t].y) * exp2(static_cast<double>(tiles[t].x - m) * c);
+  auto tile_scale = [&](int64_t t) -> double {
+    return tiles[t].x == -INFINITY ? 0.0 : exp2(static_cast<double>(tiles[t].x - m) * c);
   };
-  double mass = 0.0;
-  for (int64_t t = t0; t < t1; ++t) mass += tile_mass(t);
+  double mass = 0.0, weighted = 0.0;
+  for (int64_t t = t0; t < t1; ++t) {
+    const double f = tile_scale(t);
+    mass += static_cast<double>(tiles[t].y) * f;
+    if (want_h && f > 0.0)
+      weighted += f * (static_cast<double>(tiles[t].z) + static_cast<double>(tiles[t].y) * (tiles[t].x - m) * inv_t);
+  }
   if (mass > 0.0) atomicMax(&sh.last_nonzero, static_cast<int>(threadIdx.x));
-  double z;
+  double z, wtotal = 0.0;
   const double below = block_exclusive_scan<kThreads>(mass, &z, sh);  // syncs: flag visible after
+  if (want_h) block_exclusive_scan<kThreads>(weighted, &wtotal, sh);
   if (sh.flag || m == -INFINITY || m == INFINITY) {
-    write_all(mask_id, NAN);
+    write_all(mask_id, NAN, NAN);
     return;
   }
-  const RngKey key{static_cast<uint64_t>(rng[0]), static_cast<uint64_t>(rng[1])};
   const double log_z = log(z);
-
+  const float h = want_h ? static_cast<float>(log_z - wtotal / z) : 0.0f;
+  if constexpr (greedy) {  // the argmax has value m: logp = -log z
+    const int64_t i = block_argmin_index<kThreads>(best, best_i, m, sh);
+    write_all(i, static_cast<float>(-log_z), h);
+    return;
+  } else {
+  if (want_h && threadIdx.x == 0) entropy[row] = h;
+  const RngKey key{static_cast<uint64_t>(rng[0]), static_cast<uint64_t>(rng[1])};
   for (int64_t j0 = 0; j0 < k; j0 += kWarps) {
     const int nj = k - j0 < kWarps ? static_cast<int>(k - j0) : kWarps;
     if (threadIdx.x < nj) {
@@ -314,7 +325,7 @@ __global__ void __launch_bounds__(kThreads, 4)
       double cum = below, r = 0x1.fffffffffffffp-1;
       int64_t pick = -1, last = -1;
       for (int64_t t = t0; t < t1; ++t) {
-        const double ct = tile_mass(t);
+        const double ct = static_cast<double>(tiles[t].y) * tile_scale(t);
         if (ct <= 0.0) continue;
         last = t;
         if (hit && sh.target[jj] < cum + ct) {
@@ -394,6 +405,7 @@ __global__ void __launch_bounds__(kThreads, 4)
     }
     __syncthreads();  // the next chunk reuses sh.target / winner / win_*
   }
+  }  // !greedy
 }
 
 }  // namespace cuda

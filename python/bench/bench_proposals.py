@@ -1,0 +1,162 @@
+"""Benchmarks of EDLM's importance-sampling step kernels, side by side in one run.
+
+* proposals  k proposals per sequence for k in {1, 2, 4, 8, 16}:
+    ours      edlm_ext.sample_proposals (k draws from one read of the logits)
+    k_calls   k separate edlm_ext.masked_sample calls (k reads)
+    repeat    the public EDLM code's way: logits repeated k times along the batch,
+              then MDLM's float64 Gumbel step on the k-fold tensor (bench_sampling.mdlm_step)
+* resample   normalize [B, k] log-weights, one draw per row, gather [B, L]:
+    ours      edlm_ext.importance_resample (one launch, no host sync)
+    torch     logsumexp / softmax / ESS / torch.multinomial / gather in PyTorch
+
+Run from the repository root:
+
+    python python/bench/bench_proposals.py                 # CPU: (8, 512, 8192) fp32
+    python python/bench/bench_proposals.py --device cuda   # GPU: (16, 1024, 50258) bf16
+    python python/bench/bench_proposals.py --quick
+
+Prints a table, writes CSV (python/bench/results/bench_proposals_<device>.csv) and,
+when matplotlib is installed, a plot of time vs k (bench_proposals_<device>.png).
+Timings are medians of repeats; no test asserts them.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_sampling import device_name, mdlm_step, time_ms  # noqa: E402
+
+try:
+    import edlm_ext
+except ImportError:  # run from a source checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    import edlm_ext
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+KS = (1, 2, 4, 8, 16)
+
+
+def proposal_methods(logits, x_t, mask_id, k, gen):
+    """name -> zero-argument callable producing k proposals per sequence."""
+    B = logits.shape[0]
+
+    def repeat():
+        rep = logits.repeat(k, 1, 1)  # the public code tiles j*B + b
+        return mdlm_step(rep, x_t.repeat(k, 1), mask_id).view(k, B, -1).transpose(0, 1)
+
+    return {
+        "ours": lambda: edlm_ext.sample_proposals(logits, x_t, mask_id, k, generator=gen),
+        "k_calls": lambda: [edlm_ext.masked_sample(logits, x_t, mask_id, generator=gen) for _ in range(k)],
+        "repeat": repeat,
+    }
+
+
+def torch_resample(log_w: torch.Tensor, proposals: torch.Tensor, gen):
+    """Normalize + resample + gather the way a PyTorch user writes it."""
+    log_z = torch.logsumexp(log_w, dim=-1)
+    weights = torch.exp(log_w - log_z.unsqueeze(-1))
+    ess = 1.0 / (weights**2).sum(-1)
+    index = torch.multinomial(weights, 1, generator=gen).squeeze(-1)
+    chosen = proposals[torch.arange(proposals.shape[0], device=proposals.device), index]
+    return weights, log_z, ess, index, chosen
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--shape", default=None, help="BxLxV (default: 8x512x8192 on CPU, 16x1024x50258 on CUDA)")
+    ap.add_argument("--dtype", default=None, choices=["fp32", "bf16"], help="default: fp32 on CPU, bf16 on CUDA")
+    ap.add_argument("--ks", default=",".join(map(str, KS)))
+    ap.add_argument("--skip-repeat-above", type=int, default=None,
+                    help="skip the repeat baseline for larger k (default: 4 on CPU, none on CUDA)")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--quick", action="store_true", help="tiny shape, smoke test")
+    ap.add_argument("--csv", type=Path, default=None)
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    cuda = device.type == "cuda"
+    shape = args.shape or ("4x64x1000" if args.quick else ("16x1024x50258" if cuda else "8x512x8192"))
+    B, L, V = (int(v) for v in shape.split("x"))
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype or ("bf16" if cuda else "fp32")]
+    ks = [int(k) for k in args.ks.split(",")]
+    repeats = args.repeats or (20 if cuda else 3)
+    skip_repeat = args.skip_repeat_above if args.skip_repeat_above is not None else (None if cuda else 4)
+    gen = torch.Generator(device=device).manual_seed(0)
+    logits = torch.randn(B, L, V, device=device, generator=gen).mul_(3).to(dtype)
+    mask_id = V - 1
+    x_t = torch.full((B, L), mask_id, dtype=torch.long, device=device)
+
+    rows = []
+    info = {"device": device.type, "device_name": device_name(device), "torch_version": torch.__version__,
+            "date": datetime.date.today().isoformat(), "shape": f"{B}x{L}x{V}", "dtype": str(dtype).split(".")[-1]}
+    print(f"{info['device_name']} | torch {info['torch_version']} | logits {info['shape']} {info['dtype']}, all masked")
+    one = time_ms(lambda: edlm_ext.masked_sample(logits, x_t, mask_id, generator=gen), device, 2, repeats)
+    print(f"{'bench':<10}{'k':>4}  {'method':<9}{'ms':>10}  {'x one sample':>12}")
+    for k in ks:
+        for name, fn in proposal_methods(logits, x_t, mask_id, k, gen).items():
+            if name == "repeat" and skip_repeat is not None and k > skip_repeat:
+                continue
+            reps = repeats if name != "repeat" else max(1, repeats // 3)
+            ms = time_ms(fn, device, 1, reps)
+            rows.append({**info, "bench": "proposals", "k": k, "method": name, "ms": ms, "ratio_vs_one_sample": ms / one})
+            print(f"{'proposals':<10}{k:>4}  {name:<9}{ms:>10.3f}  {ms / one:>12.2f}")
+
+    for k in (8, 16):
+        log_w = torch.randn(16, k, device=device, generator=gen, dtype=torch.float32) * 3
+        props = torch.randint(0, V, (16, k, 1024), device=device, generator=gen)
+        for name, fn in {"ours": lambda: edlm_ext.importance_resample(log_w, props, generator=gen, check=False),
+                         "torch": lambda: torch_resample(log_w, props, gen)}.items():
+            ms = time_ms(fn, device, 3, max(repeats, 20))
+            rows.append({**info, "shape": f"16x{k}x1024", "bench": "resample", "k": k, "method": name, "ms": ms,
+                         "ratio_vs_one_sample": ""})
+            print(f"{'resample':<10}{k:>4}  {name:<9}{ms * 1e3:>8.1f}us")
+
+    out = args.csv or RESULTS_DIR / f"bench_proposals_{device.type}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"wrote {out}")
+    plot(rows, out.with_suffix(".png"), info)
+
+
+def plot(rows, path: Path, info) -> None:
+    """Time vs k per method (proposals), if matplotlib is available."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot")
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in ("ours", "k_calls", "repeat"):
+        pts = [(r["k"], r["ms"]) for r in rows if r["bench"] == "proposals" and r["method"] == method]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=method)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("k (proposals per sequence)")
+    ax.set_ylabel("ms")
+    ax.set_title(f"k proposals, {info['shape']} {info['dtype']} ({info['device_name'][:40]})", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

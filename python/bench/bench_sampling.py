@@ -1,0 +1,469 @@
+"""Microbenchmark of edlm_ext.masked_sample against the sampling steps it replaces.
+
+Methods (all draw one token per masked position of x_t from softmax(logits / T)):
+
+* ours       edlm_ext.masked_sample (exact, reads only the masked rows)
+* reference  edlm_ext.reference.masked_sample (float64 inverse CDF, pure PyTorch)
+* mdlm       MDLM's ancestral step (_ddpm_update + _sample_categorical): subs
+             log-probabilities, then float64 q(x_s | x_t) and a float64 Gumbel draw
+* llada      LLaDA's step: float64 Gumbel noise (add_gumbel_noise), argmax, and the
+             float64 softmax confidence of the drawn token (low-confidence remasking)
+* compile    torch.compile of a float32 Gumbel-max (inexact: fp32 noise)
+
+Every method is timed on the same inputs. GB/s counts the bytes the op itself must
+move (the masked rows of logits, x_t, x0 and logp), whatever a method really reads,
+so it is an effective bandwidth; frac_copy_bw divides it by the device's copy
+bandwidth measured at the start of the run. speedup_vs_ours is method ms / ours ms.
+
+Run from the repository root:
+
+    python python/bench/bench_sampling.py --quick            # smoke test, seconds
+    python python/bench/bench_sampling.py --device cpu       # default CPU set, minutes
+    python python/bench/bench_sampling.py --device cuda      # the three issue shapes
+    python python/bench/bench_sampling.py --shapes 16x1024x50258 --dtypes fp32 \\
+        --masked all --baselines mdlm,llada --csv /tmp/out.csv
+
+The table goes to stdout; the CSV (default python/bench/results/bench_sampling_<device>.csv)
+is written row by row. Baselines whose estimated peak memory exceeds 60% of the
+available host (CPU) or free device (CUDA) memory are skipped, and a failing
+baseline (e.g. a torch.compile error) is recorded as failed; neither stops the run.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+try:
+    import edlm_ext
+except ImportError:  # run from a source checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    import edlm_ext
+import edlm_ext.reference
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+ISSUE_SHAPES = "16x1024x50258,64x128x30522,4x1024x126464"
+CPU_SHAPES = "16x1024x8192"
+QUICK_SHAPES = "3x33x1000"
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+MASKED = {"all": 1.0, "half": 0.5}
+BASELINES = ("reference", "mdlm", "llada", "compile")
+TEMPERATURE = 1.0
+MEMORY_FRACTION = 0.6  # skip a method whose estimated peak exceeds this share of free memory
+CSV_COLUMNS = ("device", "device_name", "torch_version", "date", "shape", "B", "L", "V", "dtype",
+               "masked_fraction", "method", "ms", "gbps", "frac_copy_bw", "copy_gbps",
+               "speedup_vs_ours", "repeats", "note")
+
+
+# ---------------------------------------------------------------------------
+# Methods
+
+
+def ours(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, generator: torch.Generator):
+    """edlm_ext.masked_sample as a user calls it (check=True: one host sync)."""
+    return edlm_ext.masked_sample(logits, x_t, mask_id, temperature=TEMPERATURE, generator=generator)
+
+
+def reference(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int):
+    """The float64 pure-PyTorch reference of masked_sample."""
+    return edlm_ext.reference.masked_sample(logits, x_t, mask_id, temperature=TEMPERATURE)
+
+
+def mdlm_step(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, t: float = 1.0, s: float = 0.99):
+    """One MDLM ancestral step from time t to s, written the way MDLM's code does it.
+
+    Subs parameterization on float32 logits ([MASK] gets -inf, log-probs by
+    logsumexp, unmasked rows become one-hot on x_t), p_x0 = exp in float64,
+    q_xs = p_x0 (move_t - move_s) with q_xs[MASK] = move_s, the Gumbel draw
+    argmax(q_xs / (1e-10 - log(u + 1e-10))) in float64, and copy_flag arithmetic to
+    keep unmasked tokens. With the log-linear schedule move_chance(t) = t.
+    """
+    logits = logits.to(torch.float32, copy=True)
+    logits[..., mask_id] = float("-inf")
+    log_p_x0 = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+    unmasked = x_t != mask_id
+    log_p_x0[unmasked] = float("-inf")
+    log_p_x0[unmasked, x_t[unmasked]] = 0.0
+    p_x0 = log_p_x0.exp().to(torch.float64)
+    q_xs = p_x0 * (t - s)
+    q_xs[..., mask_id] = s
+    gumbel_norm = 1e-10 - (torch.rand_like(q_xs) + 1e-10).log()
+    x_s = (q_xs / gumbel_norm).argmax(dim=-1)
+    copy_flag = unmasked.to(x_t.dtype)
+    return copy_flag * x_t + (1 - copy_flag) * x_s
+
+
+def llada_step(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int):
+    """LLaDA's sampling step: float64 Gumbel noise, argmax, float64 softmax confidence.
+
+    x0 = argmax(exp(logits64) / (-log u) ** T), the confidence of x0 under
+    softmax(logits64), both kept at masked positions only. As in LLaDA, [MASK]
+    itself is not excluded.
+    """
+    logits64 = logits.to(torch.float64)
+    noise = torch.rand_like(logits64)
+    gumbel_noise = (-torch.log(noise)) ** TEMPERATURE
+    x0 = torch.argmax(logits64.exp() / gumbel_noise, dim=-1)
+    p = torch.softmax(logits64, dim=-1)
+    x0_p = torch.gather(p, dim=-1, index=x0.unsqueeze(-1)).squeeze(-1)
+    masked = x_t == mask_id
+    return torch.where(masked, x0, x_t), torch.where(masked, x0_p, float("-inf"))
+
+
+def gumbel_max_fp32(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int):
+    """Float32 Gumbel-max over every token but [MASK]; the function handed to torch.compile."""
+    x = logits.float() / TEMPERATURE
+    vocab = torch.arange(x.shape[-1], device=x.device)
+    x = torch.where(vocab == mask_id, float("-inf"), x)
+    gumbel = -torch.log(-torch.log(torch.rand_like(x)))
+    return torch.where(x_t == mask_id, torch.argmax(x + gumbel, dim=-1), x_t)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A benchmarked method: how slow it is and how much memory it takes beyond its inputs."""
+
+    slow: bool  # fewer repeats on CPU
+    temp_bytes_per_elem: int  # estimated peak temporaries per logits element
+    note: str
+
+
+METHODS = {
+    "ours": Method(False, 0, ""),
+    "reference": Method(True, 4 * 8, "float64"),
+    "mdlm": Method(True, 4 * 8 + 2 * 4, "float64"),
+    "llada": Method(True, 5 * 8, "float64"),
+    "compile": Method(False, 4, "inexact fp32 Gumbel"),
+}
+
+
+# ---------------------------------------------------------------------------
+# Device facts
+
+
+def device_name(device: torch.device) -> str:
+    """GPU name, or CPU model name and torch's thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Free device memory (CUDA) or available host memory (psutil, else /proc/meminfo)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        import psutil
+        return psutil.virtual_memory().available
+    except ImportError:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("cannot tell the available memory (no psutil, no MemAvailable in /proc/meminfo)")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued work on the device (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
+    """Median wall time of fn in ms: CUDA events on a GPU, perf_counter on CPU."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def copy_bandwidth_gbps(device: torch.device) -> float:
+    """Device memory bandwidth of dst.copy_(src), counting bytes read plus written."""
+    nbytes = (1 << 30) if device.type == "cuda" else (512 << 20)
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    ms = time_ms(lambda: dst.copy_(src), device, warmup=2, repeats=10)
+    return 2 * nbytes / (ms * 1e-3) / 1e9
+
+
+# ---------------------------------------------------------------------------
+# Cases
+
+
+def parse_shapes(text: str) -> list[tuple[int, int, int]]:
+    """'16x1024x8192,64x128x30522' -> [(16, 1024, 8192), (64, 128, 30522)]."""
+    shapes = []
+    for item in text.split(","):
+        dims = tuple(int(d) for d in item.lower().split("x"))
+        if len(dims) != 3 or min(dims) < 1 or dims[2] < 2:
+            raise argparse.ArgumentTypeError(f"bad shape {item!r}: want BxLxV with V >= 2")
+        shapes.append(dims)
+    return shapes
+
+
+def parse_choices(text: str, choices) -> list[str]:
+    """Comma-separated names, each one of choices."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in choices]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(choices)}")
+    return names
+
+
+def make_inputs(shape, dtype, fraction: float, device: torch.device, seed: int = 0):
+    """Random logits (std 2), and x_t with round(fraction * B * L) positions at mask_id = V - 1."""
+    B, L, V = shape
+    gen = torch.Generator(device=device).manual_seed(seed)
+    logits = torch.randn(B, L, V, dtype=dtype, device=device, generator=gen).mul_(2.0)
+    mask_id = V - 1
+    x_t = torch.randint(0, V - 1, (B * L,), device=device, generator=gen)
+    n_masked = round(fraction * B * L)
+    x_t[torch.randperm(B * L, device=device, generator=gen)[:n_masked]] = mask_id
+    return logits, x_t.view(B, L), mask_id, n_masked
+
+
+def useful_bytes(n_masked: int, shape, dtype) -> int:
+    """Bytes the op must move: masked logits rows, x_t in, x0 (int64) and logp (fp32) out."""
+    B, L, V = shape
+    return n_masked * V * dtype.itemsize + B * L * (8 + 8 + 4)
+
+
+def memory_note(method: Method, shape, device: torch.device) -> str:
+    """'' if the method's estimated peak fits, else a 'skipped (memory)' note."""
+    need = method.temp_bytes_per_elem * shape[0] * shape[1] * shape[2]
+    if need == 0:
+        return ""
+    free = free_memory_bytes(device)
+    if need <= MEMORY_FRACTION * free:
+        return ""
+    return f"skipped (memory): needs ~{need / 1e9:.1f} GB, {free / 1e9:.1f} GB free"
+
+
+class CompiledGumbel:
+    """torch.compile(gumbel_max_fp32), compiled afresh for each (shape, dtype)."""
+
+    def __init__(self):
+        self.key = None
+        self.fn = None
+
+    def get(self, key) -> tuple[Callable, bool]:
+        """The compiled function for key, and whether this is a new compilation."""
+        if key == self.key:
+            return self.fn, False
+        torch.compiler.reset()
+        self.key, self.fn = key, torch.compile(gumbel_max_fp32, dynamic=False)
+        return self.fn, True
+
+
+def runner(name: str, logits, x_t, mask_id: int, device: torch.device, compiled: CompiledGumbel):
+    """A no-argument callable running method name on the inputs, and a note about setup."""
+    if name == "ours":
+        gen = torch.Generator(device=device).manual_seed(1234)
+        return (lambda: ours(logits, x_t, mask_id, gen)), ""
+    if name != "compile":
+        fn = {"reference": reference, "mdlm": mdlm_step, "llada": llada_step}[name]
+        return (lambda: fn(logits, x_t, mask_id)), ""
+    fn, fresh = compiled.get((tuple(logits.shape), logits.dtype, device))
+    t0 = time.perf_counter()
+    fn(logits, x_t, mask_id)  # compiles on the first call: keep it out of the timing
+    synchronize(device)
+    note = f"compile {time.perf_counter() - t0:.1f} s" if fresh else ""
+    return (lambda: fn(logits, x_t, mask_id)), note
+
+
+def first_line(exc: Exception) -> str:
+    """'TypeName: first line of the message', short enough for a table cell."""
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0][:120] if msg else ''}"
+
+
+# ---------------------------------------------------------------------------
+# Output
+
+
+class Report:
+    """Prints aligned table rows as they come and appends them to the CSV."""
+
+    HEADER = f"{'shape':<16} {'dtype':<5} {'masked':>6} {'method':<10} {'ms':>10} {'GB/s':>8} " \
+             f"{'%copy':>6} {'x ours':>7}  note"
+
+    def __init__(self, path: Path, common: dict):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = path.open("w", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=CSV_COLUMNS)
+        self.writer.writeheader()
+        self.common = common
+        print(self.HEADER)
+        print("-" * len(self.HEADER))
+
+    def row(self, shape, dtype_name: str, fraction: float, method: str, repeats: int,
+            ms: float | None, gbps: float | None, speedup: float | None, note: str) -> None:
+        """Record one measurement (ms None: skipped or failed, see note)."""
+        frac = gbps / self.common["copy_gbps"] if gbps is not None else None
+        shape_s = "x".join(map(str, shape))
+        cells = [f"{shape_s:<16}", f"{dtype_name:<5}", f"{fraction:>6.2f}", f"{method:<10}",
+                 _fmt(ms, 10, ".2f"), _fmt(gbps, 8, ".2f"), _fmt(None if frac is None else 100 * frac, 6, ".1f"),
+                 _fmt(speedup, 7, ".2f")]
+        print(" ".join(cells) + f"  {note}", flush=True)
+        self.writer.writerow({
+            **self.common, "shape": shape_s, "B": shape[0], "L": shape[1], "V": shape[2],
+            "dtype": dtype_name, "masked_fraction": f"{fraction:.4f}", "method": method,
+            "ms": _csv(ms, ".4f"), "gbps": _csv(gbps, ".3f"), "frac_copy_bw": _csv(frac, ".4f"),
+            "copy_gbps": f"{self.common['copy_gbps']:.2f}", "speedup_vs_ours": _csv(speedup, ".3f"),
+            "repeats": repeats if ms is not None else "", "note": note,
+        })
+        self.file.flush()
+
+    def close(self) -> None:
+        """Close the CSV file."""
+        self.file.close()
+
+
+def _fmt(value: float | None, width: int, spec: str) -> str:
+    """A right-aligned table cell; '-' for a missing value."""
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}{spec}}"
+
+
+def _csv(value: float | None, spec: str) -> str:
+    """A CSV cell; empty for a missing value."""
+    return "" if value is None else format(value, spec)
+
+
+# ---------------------------------------------------------------------------
+# Main
+
+
+def run_case(shape, dtype_name: str, fraction: float, methods: list[str], device: torch.device,
+             args, compiled: CompiledGumbel, report: Report) -> None:
+    """Time every method on one (shape, dtype, masked fraction) and report each row."""
+    dtype = DTYPES[dtype_name]
+    logits, x_t, mask_id, n_masked = make_inputs(shape, dtype, fraction, device)
+    nbytes = useful_bytes(n_masked, shape, dtype)
+    fraction = n_masked / (shape[0] * shape[1])
+    ours_ms = None
+    for name in methods:
+        method = METHODS[name]
+        slow = method.slow and device.type == "cpu"
+        warmup, repeats = (args.slow_warmup, args.slow_repeats) if slow else (args.warmup, args.repeats)
+        notes = [method.note]
+        ms = None
+        skip = memory_note(method, shape, device)
+        if skip:
+            notes.append(skip)
+        else:
+            try:
+                fn, setup_note = runner(name, logits, x_t, mask_id, device, compiled)
+                notes.append(setup_note)
+                ms = time_ms(fn, device, warmup, repeats)
+            except Exception as exc:  # a failing baseline is a result, not a crash
+                notes.append(f"failed: {first_line(exc)}")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        if name == "ours":
+            ours_ms = ms
+        gbps = nbytes / (ms * 1e-3) / 1e9 if ms else None
+        speedup = ms / ours_ms if ms and ours_ms else None
+        report.row(shape, dtype_name, fraction, name, repeats, ms, gbps, speedup,
+                   "; ".join(n for n in notes if n))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Command line, with device-dependent defaults filled in."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
+                   help="auto: cuda if available, else cpu (default: auto)")
+    p.add_argument("--shapes", type=parse_shapes,
+                   help=f"comma-separated BxLxV (default: {ISSUE_SHAPES} on CUDA, {CPU_SHAPES} on CPU)")
+    p.add_argument("--dtypes", type=lambda s: parse_choices(s, DTYPES), default="fp32,bf16",
+                   help="comma-separated, from fp32, bf16, fp16 (default: fp32,bf16)")
+    p.add_argument("--masked", type=lambda s: parse_choices(s, MASKED), default="all,half",
+                   help="masked rows: all, half (default: all,half)")
+    p.add_argument("--baselines", type=lambda s: parse_choices(s, BASELINES), default=",".join(BASELINES),
+                   help=f"methods besides ours, from {', '.join(BASELINES)} (default: all)")
+    p.add_argument("--warmup", type=int, help="untimed calls per method (default: 3 CUDA, 1 CPU)")
+    p.add_argument("--repeats", type=int, help="timed calls per method, median reported (default: 20 CUDA, 3 CPU)")
+    p.add_argument("--slow-warmup", type=int,
+                   help="warmup of reference, mdlm, llada on CPU (default: 0)")
+    p.add_argument("--slow-repeats", type=int,
+                   help="repeats of reference, mdlm, llada on CPU, which take seconds (default: 2)")
+    p.add_argument("--csv", type=Path, help="output CSV (default: python/bench/results/bench_sampling_<device>.csv)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke test: shape {QUICK_SHAPES}, 1 warmup and 2 repeats for every method (explicit options win)")
+    args = p.parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: CUDA is not available in this torch build or on this machine")
+    cuda = args.device == "cuda"
+    if args.quick:
+        defaults = dict(shapes=parse_shapes(QUICK_SHAPES), warmup=1, repeats=2, slow_warmup=1, slow_repeats=2)
+    else:
+        defaults = dict(shapes=parse_shapes(ISSUE_SHAPES if cuda else CPU_SHAPES),
+                        warmup=3 if cuda else 1, repeats=20 if cuda else 3,
+                        slow_warmup=0, slow_repeats=2)
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.csv is None:
+        args.csv = RESULTS_DIR / f"bench_sampling_{args.device}.csv"
+    return args
+
+
+def main(argv=None) -> None:
+    """Measure the copy bandwidth, then every (shape, dtype, masked) case."""
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    name = device_name(device)
+    copy_gbps = copy_bandwidth_gbps(device)
+    print(f"device: {args.device} ({name}), torch {torch.__version__}, "
+          f"copy bandwidth {copy_gbps:.1f} GB/s (read + write)")
+    common = dict(device=args.device, device_name=name, torch_version=torch.__version__,
+                  date=datetime.datetime.now().isoformat(timespec="seconds"), copy_gbps=copy_gbps)
+    report = Report(args.csv, common)
+    methods = ["ours"] + [b for b in BASELINES if b in args.baselines]
+    compiled = CompiledGumbel()
+    try:
+        for shape in args.shapes:
+            for dtype_name in args.dtypes:
+                for masked in args.masked:
+                    run_case(shape, dtype_name, MASKED[masked], methods, device, args, compiled, report)
+    finally:
+        report.close()
+    print(f"wrote {args.csv} in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
