@@ -177,6 +177,7 @@ def sample_proposals(
     generator: torch.Generator | None = None,
     seed: int | None = None,
     check: bool = True,
+    _per_position: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """k independent exact draws of x0 per sequence, from ONE read of the logits.
 
@@ -214,6 +215,8 @@ def sample_proposals(
     )
     if check and not _is_compiling():
         _raise_for_invalid_rows(logits, x_t, mask_id, logp[:, 0], "sample_proposals")
+    if _per_position:
+        return proposals, logp
     log_q = logp.sum(dim=-1, dtype=torch.float64).to(torch.float32)
     return proposals, log_q
 

@@ -1,0 +1,166 @@
+"""Energies for EDLM (lower = more likely) and NCE training of a learned one.
+
+Protocol: ``energy(candidates [N, L], x_t [N, L]) -> E [N]``. Energies that set
+``needs_log_q = True`` are also called with ``log_q=[N]`` (the proposal's
+log-probability of each candidate) and ``mask_id=`` — EDLM-AR needs both.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from .ops import sample_proposals
+
+
+class AREnergy:
+    """EDLM-AR: E(x0) = -log p_AR(x0) + log q(x0), so exp(-E) = p_AR / q.
+
+    Args:
+        ar_logits_fn: ``ids [N, L] -> logits [N, L, V]`` of a causal LM, where
+            logits[:, i] predicts token i + 1 (standard next-token convention).
+        carry_over: EDLM-coAR: leave out the AR terms of positions already unmasked
+            in x_t (only positions masked in x_t are scored). False: score every
+            position the convention allows.
+        bos_id: if given, the AR model reads [BOS, x0[:-1]] so that position 0 is
+            scored too; else position 0 has no AR term (it has no context).
+        chunk: at most this many candidates per ar_logits_fn call (memory budget).
+    """
+
+    needs_log_q = True
+
+    def __init__(self, ar_logits_fn: Callable[[torch.Tensor], torch.Tensor], carry_over: bool = True,
+                 bos_id: int | None = None, chunk: int | None = None):
+        self.ar_logits_fn = ar_logits_fn
+        self.carry_over = carry_over
+        self.bos_id = bos_id
+        self.chunk = chunk
+
+    @torch.no_grad()
+    def ar_log_probs(self, ids: torch.Tensor) -> torch.Tensor:
+        """Per-position AR log-probabilities [N, L] (position 0 is 0 without a BOS)."""
+        N, L = ids.shape
+        out = torch.zeros(N, L, dtype=torch.float32, device=ids.device)
+        step = self.chunk or N
+        for start in range(0, N, step):
+            x = ids[start:start + step]
+            if self.bos_id is not None:
+                inp = torch.cat([torch.full_like(x[:, :1], self.bos_id), x[:, :-1]], dim=1)
+                lp = F.log_softmax(self.ar_logits_fn(inp).float(), dim=-1).gather(-1, x.unsqueeze(-1)).squeeze(-1)
+                out[start:start + step] = lp
+            else:
+                logits = self.ar_logits_fn(x).float()[:, :-1]
+                lp = F.log_softmax(logits, dim=-1).gather(-1, x[:, 1:].unsqueeze(-1)).squeeze(-1)
+                out[start:start + step, 1:] = lp
+        return out
+
+    def __call__(self, candidates: torch.Tensor, x_t: torch.Tensor, *, log_q: torch.Tensor,
+                 mask_id: int | None = None) -> torch.Tensor:
+        lp = self.ar_log_probs(candidates)
+        if self.carry_over:
+            if mask_id is None:
+                raise ValueError("AREnergy(carry_over=True) needs mask_id to know the masked positions")
+            lp = lp * (x_t == mask_id)
+        return -lp.sum(-1, dtype=torch.float64).float() + log_q.float()
+
+
+class NCEEnergy:
+    """EDLM-NCE: E = net(x0, x_t), a trained bidirectional network with a scalar output.
+
+    ``net(x0 [N, L], x_t [N, L]) -> [N]`` (or [N, 1]); evaluated without gradients.
+    """
+
+    def __init__(self, net: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], chunk: int | None = None):
+        self.net = net
+        self.chunk = chunk
+
+    @torch.no_grad()
+    def __call__(self, candidates: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        step = self.chunk or candidates.shape[0]
+        outs = [self.net(candidates[s:s + step], x_t[s:s + step]).reshape(-1).float()
+                for s in range(0, candidates.shape[0], step)]
+        return torch.cat(outs)
+
+
+def nce_loss(e_pos: torch.Tensor, e_neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """-log σ(-E(x0)) - log σ(E(x̂0)), averaged; and the classifier accuracy
+    (data scored below 0, negatives above)."""
+    loss = F.softplus(e_pos).mean() + F.softplus(-e_neg).mean()
+    acc = 0.5 * ((e_pos < 0).float().mean() + (e_neg > 0).float().mean())
+    return loss, acc
+
+
+def corrupt(x0: torch.Tensor, mask_id: int, generator: torch.Generator | None = None,
+            eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward process: t ~ U(eps, 1) per row, each position masked with probability t."""
+    B, L = x0.shape
+    t = eps + (1 - eps) * torch.rand(B, generator=generator, device=x0.device)
+    masked = torch.rand(B, L, generator=generator, device=x0.device) < t.unsqueeze(1)
+    return torch.where(masked, mask_id, x0), t
+
+
+def train_nce(
+    denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    energy_net: torch.nn.Module,
+    data: Iterable[torch.Tensor],
+    *,
+    mask_id: int,
+    steps: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr: float = 3e-4,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> list[dict]:
+    """Train an NCE energy against a frozen denoiser (EDLM-NCE).
+
+    Each step takes a data batch x0 [B, L], corrupts it (t ~ U(0, 1), positions
+    masked with probability t), draws negatives x̂0 ~ p_θ(· | x_t) with
+    :func:`edlm_ext.sample_proposals` from the frozen denoiser's logits, and
+    minimizes -log σ(-E(x0, x_t)) - log σ(E(x̂0, x_t)).
+
+    Args:
+        denoiser: ``(x_t, t) -> logits [B, L, V]``, frozen (called without gradients).
+        energy_net: ``(x0, x_t) -> [B]`` energies, trained in place.
+        data: an iterable of int64 [B, L] batches (cycled while steps remain).
+        steps: optimizer steps. optimizer: default AdamW(lr).
+        temperature: of the negatives' draw. generator: the random stream.
+        progress: tqdm progress bar.
+
+    Returns:
+        One dict per step: ``{"step", "loss", "accuracy"}``.
+    """
+    opt = optimizer or torch.optim.AdamW(energy_net.parameters(), lr=lr)
+    history: list[dict] = []
+    it: Iterator[torch.Tensor] = iter(data)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc="nce", unit="step")
+    energy_net.train()
+    for step in range(steps):
+        try:
+            x0 = next(it)
+        except StopIteration:
+            it = iter(data)
+            x0 = next(it)
+        x_t, t = corrupt(x0, mask_id, generator)
+        with torch.no_grad():
+            logits = denoiser(x_t, t)
+            neg, _ = sample_proposals(logits, x_t, mask_id, 1, temperature=temperature, generator=generator)
+        neg = neg[:, 0]
+        e = energy_net(torch.cat([x0, neg]), torch.cat([x_t, x_t])).reshape(-1)
+        loss, acc = nce_loss(e[: x0.shape[0]], e[x0.shape[0]:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history.append({"step": step, "loss": float(loss), "accuracy": float(acc)})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{float(acc):.2f}")
+    if bar is not None:
+        bar.close()
+    energy_net.eval()
+    return history
