@@ -2,13 +2,15 @@
 
 Ops (CPU and CUDA, registered under torch.ops.edlm_ext):
     masked_sample(logits, x_t, mask_id, ...) -> (x0, logp)
+    unmask(x_t, x0, mask_id, p, ...) -> x_s
+    unmask_confident(x_t, x0, confidence, mask_id, n=... | threshold=...) -> x_s
 Build information: build_info().
 """
 import torch  # noqa: F401  (loads libtorch before the extension)
 
 from . import _C  # noqa: F401  (registers torch.ops.edlm_ext.*)
 from . import _fake  # noqa: F401  (fake kernels for torch.compile)
-from .ops import masked_sample
+from .ops import masked_sample, unmask, unmask_confident
 
 __version__ = "0.1.0"
 
@@ -24,4 +26,4 @@ def build_info() -> dict:
     return dict(_C.build_info())
 
 
-__all__ = ["masked_sample", "build_info", "__version__"]
+__all__ = ["masked_sample", "unmask", "unmask_confident", "build_info", "__version__"]
