@@ -1,8 +1,10 @@
-// The extension module edlm_ext._C: build information (pybind11) and the one
-// block of op schemas (TORCH_LIBRARY). Implementations register per backend in
+// The extension module edlm_ext._C: build information and the CPU's vector path
+// (pybind11), and the one block of op schemas (TORCH_LIBRARY). Implementations register per backend in
 // csrc/cpu/*.cpp and csrc/cuda/*.cu.
 #include <pybind11/pybind11.h>
 #include <torch/library.h>
+
+#include "edlm/cpu_philox.h"
 
 #ifndef EDLM_TORCH_VERSION
 #define EDLM_TORCH_VERSION "unknown"
@@ -25,6 +27,13 @@ TORCH_LIBRARY(edlm_ext, m) {
   m.def("philox4x32(Tensor counters, Tensor key) -> Tensor");
   // The uniforms drawn for rows [0, rows) at rng, stream = stream + offset (test hook, CPU).
   m.def("row_uniforms(Tensor rng, int rows, int stream=0) -> Tensor");
+  // The uniforms for counters rows [N] by the batched CPU path simd: scalar, avx2, avx512 (test hook, CPU).
+  m.def("philox_uniforms(Tensor rng, Tensor rows, int stream, str simd) -> Tensor");
+  // Posterior unmasking: each masked x_t position takes x0 when its Philox uniform < p[b]; p [B] float.
+  m.def("unmask(Tensor x_t, Tensor x0, int mask_id, Tensor p, Tensor rng) -> Tensor");
+  // The n[b] most confident masked positions take x0, or those above threshold (at least one per row).
+  m.def("unmask_confident(Tensor x_t, Tensor x0, Tensor confidence, int mask_id, Tensor? n, float? threshold) "
+        "-> Tensor");
 }
 
 namespace py = pybind11;
@@ -44,4 +53,11 @@ PYBIND11_MODULE(_C, m) {
     d["cuda_archs"] = py::str(EDLM_CUDA_ARCHS);
     return d;
   });
+  m.def("cpu_simd", []() {
+    switch (edlm::cpu::best_simd()) {
+      case edlm::cpu::Simd::kAvx512: return "avx512";
+      case edlm::cpu::Simd::kAvx2: return "avx2";
+      default: return "scalar";
+    }
+  }, "The widest instruction set of the CPU kernels' vectorized paths on this CPU.");
 }

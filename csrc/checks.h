@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <optional>
 
 #include "edlm/filter.h"
 
@@ -55,6 +56,53 @@ inline edlm::Filter check_filter_args(const char* op, int64_t top_k, double top_
   TORCH_CHECK(top_p > 0.0 && top_p <= 1.0, op, ": top_p must be in (0, 1], got ", top_p);
   TORCH_CHECK(min_p >= 0.0 && min_p <= 1.0, op, ": min_p must be in [0, 1], got ", min_p);
   return edlm::Filter{top_k, top_p, min_p};
+}
+
+// x_t, x0 [B, L] int64 on one device; mask_id >= 0. `op` names the caller.
+inline void check_unmask_tokens(const char* op, const at::Tensor& x_t, const at::Tensor& x0, int64_t mask_id) {
+  TORCH_CHECK(x_t.dim() == 2, op, ": x_t must be [B, L], got ", x_t.sizes());
+  TORCH_CHECK(x_t.scalar_type() == at::kLong, op, ": x_t must be int64, got ", x_t.scalar_type());
+  TORCH_CHECK(x0.sizes() == x_t.sizes(), op, ": x0 must be [B, L] = ", x_t.sizes(), ", got ", x0.sizes());
+  TORCH_CHECK(x0.scalar_type() == at::kLong, op, ": x0 must be int64, got ", x0.scalar_type());
+  TORCH_CHECK(x0.device() == x_t.device(), op, ": x0 is on ", x0.device(), ", x_t on ", x_t.device());
+  TORCH_CHECK(mask_id >= 0, op, ": mask_id must be >= 0, got ", mask_id);
+}
+
+// unmask: x_t, x0 as above; p [B] float32/float64; rng [2] int64 (seed, offset); all on x_t's device.
+inline void check_unmask_args(const at::Tensor& x_t, const at::Tensor& x0, int64_t mask_id, const at::Tensor& p,
+                              const at::Tensor& rng) {
+  check_unmask_tokens("unmask", x_t, x0, mask_id);
+  TORCH_CHECK(p.dim() == 1 && p.size(0) == x_t.size(0), "unmask: p must be [B] = [", x_t.size(0), "], got ",
+              p.sizes());
+  TORCH_CHECK(p.scalar_type() == at::kFloat || p.scalar_type() == at::kDouble,
+              "unmask: p must be float32 or float64, got ", p.scalar_type());
+  TORCH_CHECK(p.device() == x_t.device(), "unmask: p is on ", p.device(), ", x_t on ", x_t.device());
+  TORCH_CHECK(rng.dim() == 1 && rng.numel() == 2 && rng.scalar_type() == at::kLong && rng.device() == x_t.device(),
+              "unmask: rng must be an int64 tensor [seed, offset] on x_t's device");
+}
+
+// unmask_confident: x_t, x0 as above; confidence [B, L] float32/float64/bfloat16/float16;
+// exactly one of n ([B] int64) and threshold (not NaN); all on x_t's device.
+inline void check_unmask_confident_args(const at::Tensor& x_t, const at::Tensor& x0, const at::Tensor& confidence,
+                                        int64_t mask_id, const std::optional<at::Tensor>& n,
+                                        std::optional<double> threshold) {
+  check_unmask_tokens("unmask_confident", x_t, x0, mask_id);
+  TORCH_CHECK(confidence.sizes() == x_t.sizes(), "unmask_confident: confidence must be [B, L] = ", x_t.sizes(),
+              ", got ", confidence.sizes());
+  const auto ct = confidence.scalar_type();
+  TORCH_CHECK(ct == at::kFloat || ct == at::kDouble || ct == at::kBFloat16 || ct == at::kHalf,
+              "unmask_confident: confidence must be float32, float64, bfloat16 or float16, got ", ct);
+  TORCH_CHECK(confidence.device() == x_t.device(), "unmask_confident: confidence is on ", confidence.device(),
+              ", x_t on ", x_t.device());
+  TORCH_CHECK(n.has_value() != threshold.has_value(), "unmask_confident: pass exactly one of n and threshold");
+  if (n.has_value()) {
+    TORCH_CHECK(n->dim() == 1 && n->size(0) == x_t.size(0) && n->scalar_type() == at::kLong,
+                "unmask_confident: n must be an int64 tensor [B] = [", x_t.size(0), "], got ", n->scalar_type(), " ",
+                n->sizes());
+    TORCH_CHECK(n->device() == x_t.device(), "unmask_confident: n is on ", n->device(), ", x_t on ", x_t.device());
+  } else {
+    TORCH_CHECK(!std::isnan(*threshold), "unmask_confident: threshold is NaN");
+  }
 }
 
 // Sampling at temperature T uses c = log2(e) / T; T = 0, or T so small that c

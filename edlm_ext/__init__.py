@@ -4,13 +4,25 @@ Ops (CPU and CUDA, registered under torch.ops.edlm_ext):
     masked_sample(logits, x_t, mask_id, ...) -> (x0, logp)
     sample_proposals(logits, x_t, mask_id, k, ...) -> (proposals, log_q)
     importance_resample(log_w, proposals, ...) -> ResampleResult(weights, log_z, ess, index, chosen)
+    unmask(x_t, x0, mask_id, p, ...) -> x_s
+    unmask_confident(x_t, x0, confidence, mask_id, n=... | threshold=...) -> x_s
+Sampler: sample(denoiser, ...), propose_and_resample(...); energies AREnergy, NCEEnergy; train_nce.
 Build information: build_info().
 """
 import torch  # noqa: F401  (loads libtorch before the extension)
 
 from . import _C  # noqa: F401  (registers torch.ops.edlm_ext.*)
 from . import _fake  # noqa: F401  (fake kernels for torch.compile)
-from .ops import ResampleResult, importance_resample, masked_sample, sample_proposals
+from .energy import AREnergy, NCEEnergy, train_nce
+from .ops import (
+    ResampleResult,
+    importance_resample,
+    masked_sample,
+    sample_proposals,
+    unmask,
+    unmask_confident,
+)
+from .sampler import ISDiagnostics, SampleOutput, SampleStats, propose_and_resample, sample
 
 __version__ = "0.1.0"
 
@@ -31,6 +43,16 @@ __all__ = [
     "sample_proposals",
     "importance_resample",
     "ResampleResult",
+    "unmask",
+    "unmask_confident",
+    "propose_and_resample",
+    "sample",
+    "ISDiagnostics",
+    "SampleOutput",
+    "SampleStats",
+    "AREnergy",
+    "NCEEnergy",
+    "train_nce",
     "build_info",
     "__version__",
 ]

@@ -30,3 +30,21 @@ def _importance_resample_fake(log_w, proposals, rng):
     B, k, L = proposals.shape
     return (log_w.new_empty((B, k)), log_w.new_empty((B,)), log_w.new_empty((B,)),
             proposals.new_empty((B,)), proposals.new_empty((B, L)))
+
+
+@torch.library.register_fake("edlm_ext::unmask")
+def _unmask_fake(x_t, x0, mask_id, p, rng):
+    torch._check(x_t.dim() == 2 and x_t.dtype == torch.int64, lambda: "x_t must be int64 [B, L]")
+    torch._check(x0.shape == x_t.shape and x0.dtype == torch.int64, lambda: "x0 must be int64 [B, L]")
+    torch._check(p.dim() == 1 and p.shape[0] == x_t.shape[0], lambda: "p must be [B]")
+    torch._check(rng.numel() == 2 and rng.dtype == torch.int64, lambda: "rng must be int64 [2]")
+    return x_t.new_empty(x_t.shape)
+
+
+@torch.library.register_fake("edlm_ext::unmask_confident")
+def _unmask_confident_fake(x_t, x0, confidence, mask_id, n, threshold):
+    torch._check(x_t.dim() == 2 and x_t.dtype == torch.int64, lambda: "x_t must be int64 [B, L]")
+    torch._check(x0.shape == x_t.shape and x0.dtype == torch.int64, lambda: "x0 must be int64 [B, L]")
+    torch._check(confidence.shape == x_t.shape, lambda: "confidence must be [B, L]")
+    torch._check((n is None) != (threshold is None), lambda: "pass exactly one of n and threshold")
+    return x_t.new_empty(x_t.shape)

@@ -288,3 +288,200 @@ def importance_resample(
                    "contains +inf" if bool(torch.isposinf(row).any()) else "is all -inf (no candidate has weight)")
             raise ValueError(f"{op}: log_w[{b}] {why}")
     return out
+
+
+# ---------------------------------------------------------------------------
+# Posterior unmasking
+
+_P_DTYPES = (torch.float32, torch.float64)
+_CONFIDENCE_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_unmask_tokens(x_t, x0, mask_id, op: str):
+    for name, t in (("x_t", x_t), ("x0", x0)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype != torch.int64:
+            raise TypeError(f"{op}: {name} must be int64, got {t.dtype}")
+    if x_t.dim() != 2:
+        raise ValueError(f"{op}: x_t must be [B, L], got shape {tuple(x_t.shape)}")
+    if x0.shape != x_t.shape:
+        raise ValueError(f"{op}: x0 must have the shape of x_t {tuple(x_t.shape)}, got {tuple(x0.shape)}")
+    if x0.device != x_t.device:
+        raise ValueError(f"{op}: x0 is on {x0.device} but x_t is on {x_t.device}")
+    if isinstance(mask_id, bool) or not isinstance(mask_id, int):
+        raise TypeError(f"{op}: mask_id must be an int, got {type(mask_id).__name__}")
+    if mask_id < 0:
+        raise ValueError(f"{op}: mask_id must be >= 0, got {mask_id}")
+
+
+def _per_row_tensor(value, name: str, dtypes, x_t: torch.Tensor, op: str) -> torch.Tensor:
+    """Check a per-row tensor argument: dtype in dtypes, shape [B], x_t's device."""
+    if value.dtype not in dtypes:
+        names = " or ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise TypeError(f"{op}: {name} must be {names}, got {value.dtype}")
+    if tuple(value.shape) != (x_t.shape[0],):
+        raise ValueError(f"{op}: {name} must have shape [B] = [{x_t.shape[0]}], got {tuple(value.shape)}")
+    if value.device != x_t.device:
+        raise ValueError(f"{op}: {name} is on {value.device} but x_t is on {x_t.device}")
+    return value
+
+
+def unmask(
+    x_t: torch.Tensor,
+    x0: torch.Tensor,
+    mask_id: int,
+    p: float | torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    check: bool = True,
+) -> torch.Tensor:
+    """The posterior step q(x_s | x_t, x0) of a masked diffusion model.
+
+    Every position of x_t that is [MASK] becomes x0 there with probability p (its
+    row's p), independently, else stays [MASK]; every other position keeps x_t,
+    whatever x0 holds. With the log-linear schedule, going from time t to s < t
+    uses p = (t - s) / t. The draw at position (b, l) is the Philox uniform of
+    counter row b * L + l in the unmask stream (csrc/include/edlm/philox.h):
+    x0 is taken when u < p, so p = 0 never unmasks and p = 1 always does, and
+    edlm_ext.reference.unmask replays the op exactly.
+
+    Args:
+        x_t: [B, L] int64 tokens on CPU or CUDA (any strides).
+        x0: [B, L] int64, same device: the tokens masked positions may take.
+        mask_id: the [MASK] token id, >= 0.
+        p: a float in [0, 1] for every row, or a float32/float64 tensor [B] on
+            x_t's device, one probability per row.
+        generator: a torch.Generator on x_t's device type to draw the noise key
+            from (default: the device's default generator). It advances like
+            torch's own random ops, so two calls never reuse noise.
+        seed: an int instead of ``generator``: the same seed gives the same result
+            on CPU and CUDA.
+        check: check the values of a tensor p (one host synchronization).
+            Skipped under torch.compile; unchecked, p < 0 or NaN unmasks nothing
+            and p > 1 everything.
+
+    Returns:
+        x_s: [B, L] int64, contiguous.
+
+    Raises:
+        TypeError: x_t / x0 not int64 tensors, mask_id not an int, p not a float
+            or a float32/float64 tensor, bad generator / seed types.
+        ValueError: shapes or devices that do not match; mask_id < 0; p outside
+            [0, 1] or NaN.
+    """
+    op = "unmask"
+    _check_unmask_tokens(x_t, x0, mask_id, op)
+    if isinstance(p, torch.Tensor):
+        _per_row_tensor(p, "p", _P_DTYPES, x_t, op)
+        if check and not _is_compiling() and p.numel() and not bool(((p >= 0) & (p <= 1)).all()):
+            bad = int((~((p >= 0) & (p <= 1))).nonzero()[0, 0])
+            raise ValueError(f"{op}: p must lie in [0, 1], got p[{bad}] = {float(p[bad]):.6g}")
+    elif _is_number(p):
+        if not 0.0 <= p <= 1.0:  # also rejects NaN
+            raise ValueError(f"{op}: p must lie in [0, 1], got {p}")
+        p = torch.full((x_t.shape[0],), float(p), dtype=torch.float64, device=x_t.device)
+    else:
+        raise TypeError(f"{op}: p must be a float or a tensor [B], got {type(p).__name__}")
+    rng = rng_tensor(x_t.device, generator, seed)
+    return torch.ops.edlm_ext.unmask(x_t, x0, mask_id, p, rng)
+
+
+def unmask_confident(
+    x_t: torch.Tensor,
+    x0: torch.Tensor,
+    confidence: torch.Tensor,
+    mask_id: int,
+    *,
+    n: int | torch.Tensor | None = None,
+    threshold: float | None = None,
+    check: bool = True,
+) -> torch.Tensor:
+    """Unmask the most confident masked positions of each row (deterministic).
+
+    Among the positions of row b where x_t is [MASK], ranked by confidence
+    (highest first; the lower position first on ties):
+
+    * ``n=`` (LLaDA's low-confidence remasking): the first min(n_b, #masked_b)
+      take x0; n = 0 changes nothing.
+    * ``threshold=`` (Fast-dLLM's parallel decoding): every masked position with
+      confidence > threshold takes x0; a row with masked positions of which none
+      passes unmasks its single most confident one, so every such row progresses.
+
+    Positions that are not [MASK] keep x_t. Exactly one of n and threshold must
+    be given. A confidence of -inf ranks lowest; NaN at a masked position is an
+    error (confidences at unmasked positions are never looked at).
+
+    Args:
+        x_t: [B, L] int64 tokens on CPU or CUDA (any strides).
+        x0: [B, L] int64, same device: the tokens the selected positions take.
+        confidence: [B, L] float32, float64, bfloat16 or float16, same device,
+            e.g. the probability of x0 under the denoiser.
+        mask_id: the [MASK] token id, >= 0.
+        n: an int >= 0 for every row, or an int64 tensor [B] on x_t's device.
+        threshold: a float (not NaN); may be +-inf.
+        check: check tensor values: n >= 0 and no NaN confidence at a masked
+            position (one host synchronization). Skipped under torch.compile;
+            unchecked, a negative n counts as 0 and NaN ranks below -inf.
+
+    Returns:
+        x_s: [B, L] int64, contiguous.
+
+    Raises:
+        TypeError: wrong argument types or dtypes (x_t / x0 not int64,
+            confidence not floating, n not an int or an int64 tensor, threshold
+            not a float).
+        ValueError: shapes or devices that do not match; mask_id < 0; neither or
+            both of n and threshold; n < 0; NaN threshold; NaN confidence at a
+            masked position.
+    """
+    op = "unmask_confident"
+    _check_unmask_tokens(x_t, x0, mask_id, op)
+    if not isinstance(confidence, torch.Tensor):
+        raise TypeError(f"{op}: confidence must be a torch.Tensor, got {type(confidence).__name__}")
+    if confidence.dtype not in _CONFIDENCE_DTYPES:
+        raise TypeError(f"{op}: confidence must be float32, float64, bfloat16 or float16, got {confidence.dtype}")
+    if confidence.shape != x_t.shape:
+        raise ValueError(f"{op}: confidence must have the shape of x_t {tuple(x_t.shape)}, "
+                         f"got {tuple(confidence.shape)}")
+    if confidence.device != x_t.device:
+        raise ValueError(f"{op}: confidence is on {confidence.device} but x_t is on {x_t.device}")
+    if (n is None) == (threshold is None):
+        raise ValueError(f"{op}: pass exactly one of n= and threshold=")
+    if threshold is not None:
+        if not _is_number(threshold):
+            raise TypeError(f"{op}: threshold must be a float, got {type(threshold).__name__}")
+        if math.isnan(threshold):
+            raise ValueError(f"{op}: threshold is NaN")
+        threshold = float(threshold)
+    elif isinstance(n, torch.Tensor):
+        _per_row_tensor(n, "n", (torch.int64,), x_t, op)
+    elif isinstance(n, int) and not isinstance(n, bool):
+        if n < 0:
+            raise ValueError(f"{op}: n must be >= 0, got {n}")
+        n = torch.full((x_t.shape[0],), n, dtype=torch.int64, device=x_t.device)
+    else:
+        raise TypeError(f"{op}: n must be an int or an int64 tensor [B], got {type(n).__name__}")
+    if check and not _is_compiling():
+        _check_confident_values(x_t, confidence, mask_id, n if threshold is None else None, op)
+    return torch.ops.edlm_ext.unmask_confident(x_t, x0, confidence, mask_id, n, threshold)
+
+
+def _check_confident_values(x_t, confidence, mask_id, n, op: str):
+    """n >= 0 and no NaN confidence at a masked position: one host synchronization,
+    and a second pass only when the confidence holds a NaN somewhere."""
+    flags = [torch.isnan(confidence).any()] + ([(n < 0).any()] if n is not None else [])
+    any_nan, *negative_n = torch.stack(flags).tolist()
+    if negative_n and negative_n[0]:
+        b = int((n < 0).nonzero()[0, 0])
+        raise ValueError(f"{op}: n must be >= 0, got n[{b}] = {int(n[b])}")
+    if any_nan:
+        nan_masked = torch.isnan(confidence) & (x_t == mask_id)
+        if bool(nan_masked.any()):
+            b, l = (int(i) for i in nan_masked.nonzero()[0])
+            raise ValueError(f"{op}: confidence[{b}, {l}] is NaN at a masked position")

@@ -165,3 +165,55 @@ def importance_resample(log_w: torch.Tensor, proposals: torch.Tensor, uniforms: 
     index = torch.where(w.gather(-1, index.unsqueeze(-1)).squeeze(-1) > 0, index, last_positive)
     chosen = proposals.gather(1, index.view(B, 1, 1).expand(B, 1, proposals.shape[2])).squeeze(1)
     return weights, log_z, ess, index, chosen
+
+
+# ---------------------------------------------------------------------------
+# unmask, unmask_confident
+
+
+def _per_row(value, B: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """A scalar or a [B] tensor as a [B, 1] tensor of dtype."""
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype=dtype, device=device).reshape(B, 1)
+    return torch.full((B, 1), value, dtype=dtype, device=device)
+
+
+def unmask(x_t: torch.Tensor, x0: torch.Tensor, mask_id: int, p, uniforms: torch.Tensor) -> torch.Tensor:
+    """Reference of edlm_ext.unmask: a masked position (b, l) takes x0 when its uniform
+    u[b, l] < p_b (compared in float64), every other position keeps x_t.
+
+    p: a float or a [B] tensor. uniforms: float64 [B, L] (or [B*L]) in (0, 1); the op's
+    own are row_uniforms(rng, B * L, DOMAIN_UNMASK) (position b * L + l).
+    """
+    B, L = x_t.shape
+    u = uniforms.reshape(B, L).to(device=x_t.device, dtype=torch.float64)
+    take = (x_t == mask_id) & (u < _per_row(p, B, torch.float64, x_t.device))
+    return torch.where(take, x0, x_t)
+
+
+def unmask_confident(x_t: torch.Tensor, x0: torch.Tensor, confidence: torch.Tensor, mask_id: int,
+                     n=None, threshold: float | None = None) -> torch.Tensor:
+    """Reference of edlm_ext.unmask_confident, by sorting.
+
+    Each row's positions are ranked masked first, then by confidence (float64)
+    descending, then by position (two stable sorts). The first k masked ones take
+    x0, where k = min(n_b, #masked) for a count n (int or [B] tensor), or for a
+    threshold the number of masked positions with confidence > threshold, at
+    least 1 when the row has a masked position.
+    """
+    if (n is None) == (threshold is None):
+        raise ValueError("pass exactly one of n and threshold")
+    B, L = x_t.shape
+    masked = x_t == mask_id
+    conf = confidence.to(torch.float64)
+    order = torch.sort(conf, dim=1, descending=True, stable=True).indices
+    order = order.gather(1, torch.sort((~masked).gather(1, order).to(torch.int8), dim=1, stable=True).indices)
+    n_masked = masked.sum(dim=1, keepdim=True)
+    if threshold is None:
+        k = torch.minimum(_per_row(n, B, torch.int64, x_t.device), n_masked)
+    else:
+        above = (masked & (conf > threshold)).sum(dim=1, keepdim=True)
+        k = torch.where(above > 0, above, n_masked.clamp(max=1))
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(L, device=x_t.device).expand(B, L))
+    take = masked & (rank < k)
+    return torch.where(take, x0, x_t)

@@ -98,7 +98,7 @@ def propose_and_resample(
     candidates = proposals.reshape(B * k, L)
     x_rep = x_t.repeat_interleave(k, dim=0)
     e = _energy_call(energy, candidates, x_rep, log_q.reshape(B * k).to(torch.float32), mask_id, energy_chunk)
-    log_w = (-e.to(torch.float64)).view(B, k)
+    log_w = (-e.detach().to(torch.float64)).view(B, k)
     res = importance_resample(log_w, proposals, generator=generator)
     chosen_logp = logp[torch.arange(B, device=logits.device), res.index]
     diag = ISDiagnostics(ess=res.ess, weights=res.weights, log_w=log_w, log_q=log_q, index=res.index,

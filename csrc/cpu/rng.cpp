@@ -1,9 +1,13 @@
 // CPU-only test hooks over the counter-based generator: raw Philox4x32-10 blocks
-// (checked against published known-answer vectors) and the per-row uniforms the
-// samplers draw, so float64 references can replay a kernel's exact noise.
+// (checked against published known-answer vectors), the per-row uniforms the
+// samplers draw, so float64 references can replay a kernel's exact noise, and the
+// same uniforms from each vectorized CPU path.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <string_view>
+
+#include "edlm/cpu_philox.h"
 #include "edlm/philox.h"
 
 namespace edlm_ext {
@@ -48,9 +52,34 @@ at::Tensor row_uniforms_cpu(const at::Tensor& rng, int64_t rows, int64_t stream)
   return out;
 }
 
+// The uniforms for counters rows [N] int64 (as uint64) at rng = [seed, offset] and
+// stream + offset, by the batched CPU path simd ("scalar", "avx2", "avx512"; see
+// edlm/cpu_philox.h) -> [N] float64. A path this CPU lacks is an error.
+at::Tensor philox_uniforms_cpu(const at::Tensor& rng, const at::Tensor& rows, int64_t stream, c10::string_view simd) {
+  TORCH_CHECK(rng.numel() == 2 && rng.scalar_type() == at::kLong && rng.device().is_cpu(),
+              "philox_uniforms: rng must be a CPU int64 tensor [seed, offset]");
+  TORCH_CHECK(rows.dim() == 1 && rows.scalar_type() == at::kLong, "philox_uniforms: rows must be int64 [N]");
+  using edlm::cpu::Simd;
+  const std::string_view name(simd.data(), simd.size());
+  const Simd level = name == "avx512" ? Simd::kAvx512 : name == "avx2" ? Simd::kAvx2 : Simd::kScalar;
+  TORCH_CHECK(name == "scalar" || name == "avx2" || name == "avx512", "philox_uniforms: unknown simd '", name, "'");
+  TORCH_CHECK(static_cast<int>(level) <= static_cast<int>(edlm::cpu::best_simd()), "philox_uniforms: this CPU has no ",
+              name);
+  auto r = rng.contiguous();
+  auto c = rows.contiguous();
+  const edlm::RngKey key{static_cast<uint64_t>(r.data_ptr<int64_t>()[0]),
+                         static_cast<uint64_t>(r.data_ptr<int64_t>()[1])};
+  auto out = at::empty({c.size(0)}, rows.options().dtype(at::kDouble));
+  edlm::cpu::uniforms_for_rows(key, static_cast<uint64_t>(stream) + key.offset,
+                               reinterpret_cast<const uint64_t*>(c.data_ptr<int64_t>()), c.size(0),
+                               out.data_ptr<double>(), level);
+  return out;
+}
+
 TORCH_LIBRARY_IMPL(edlm_ext, CPU, m) {
   m.impl("philox4x32", &philox4x32_cpu);
   m.impl("row_uniforms", &row_uniforms_cpu);
+  m.impl("philox_uniforms", &philox_uniforms_cpu);
 }
 
 }  // namespace edlm_ext

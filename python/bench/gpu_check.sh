@@ -4,7 +4,7 @@
 # 1. builds edlm_ext there with EDLM_CUDA=1 (the device's torch differs from ours),
 # 2. runs the test suite (CUDA tests included; the slow float32-Gumbel demo skipped),
 # 3. compute-sanitizer memcheck + racecheck on a small case,
-# 4. the sampling microbenchmark on CUDA (CSV),
+# 4. the sampling and unmasking microbenchmarks on CUDA (CSV),
 # and writes logs + CSV + environment to $OUT. Budget: ~6-8 minutes on an H100.
 set -uo pipefail
 OUT=${OUT:-/tmp/edlm_gpu_out}
@@ -42,4 +42,7 @@ timeout 240 $PY python/bench/bench_sampling.py --device cuda --csv "$OUT/bench_s
   > "$OUT/bench.log" 2>&1
 echo "bench rc=$?" | tee -a "$OUT/summary.txt"
 tail -40 "$OUT/bench.log"
+timeout 120 $PY python/bench/bench_unmask.py --device cuda --out-dir "$OUT" > "$OUT/bench_unmask.log" 2>&1
+echo "bench_unmask rc=$?" | tee -a "$OUT/summary.txt"
+tail -12 "$OUT/bench_unmask.log"
 step done

@@ -1,6 +1,7 @@
 """A small CUDA workload for compute-sanitizer (memcheck / racecheck): every code
 path of the CUDA kernels on shapes that stress alignment, tiny and large V, greedy,
-invalid rows. Run: compute-sanitizer --tool memcheck python python/bench/sanitize_case.py"""
+invalid rows; unmask and unmask_confident on rows around the block size.
+Run: compute-sanitizer --tool memcheck python python/bench/sanitize_case.py"""
 import torch
 
 import edlm_ext
@@ -25,8 +26,26 @@ def main():
     x_t = torch.zeros(2, 4, dtype=torch.long, device=dev)
     x_t[1, 3] = 1000  # out-of-range id
     edlm_ext.masked_sample(bad, x_t, 0, check=False, seed=1)
+    unmask_cases(dev)
     torch.cuda.synchronize()
     print("sanitize_case: done")
+
+
+def unmask_cases(dev):
+    """unmask and unmask_confident: row lengths around the block size, strided inputs,
+    every confidence dtype, ties, -inf and NaN confidences, both rules."""
+    for L in (1, 255, 256, 257, 3000):
+        x_t = torch.randint(0, 4, (3, 2 * L), device=dev)[:, ::2]  # strided rows
+        x0 = torch.randint(10, 20, (3, L), device=dev)
+        edlm_ext.unmask(x_t, x0, 0, torch.tensor([0.0, 0.5, 1.0], device=dev), seed=L)
+        for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+            conf = (torch.randint(0, 5, (3, L), device=dev) / 4).to(dtype)
+            conf[:, ::7] = float("-inf")
+            conf[:, 1::11] = float("nan")
+            n = torch.tensor([0, L // 3, L], device=dev)
+            edlm_ext.unmask_confident(x_t, x0, conf, 0, n=n, check=False)
+            for threshold in (0.5, 2.0):
+                edlm_ext.unmask_confident(x_t, x0, conf, 0, threshold=threshold, check=False)
 
 
 if __name__ == "__main__":
