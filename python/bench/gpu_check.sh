@@ -5,7 +5,8 @@
 # 2. runs the test suite (CUDA tests included; the slow float32-Gumbel demo skipped),
 # 3. compute-sanitizer memcheck + racecheck on a small case,
 # 4. the sampling and unmasking microbenchmarks on CUDA (CSV),
-# and writes logs + CSV + environment to $OUT. Budget: ~6-8 minutes on an H100.
+# and writes logs + CSV + environment to $OUT. Budget: under 9 minutes on an H100
+# (build ~2, tests <= 2.5, sanitizers <= 2.5, benchmarks <= 4); run it with timeout_s=570.
 set -uo pipefail
 OUT=${OUT:-/tmp/edlm_gpu_out}
 mkdir -p "$OUT"
@@ -27,22 +28,26 @@ rc=$?; echo "build rc=$rc" | tee -a "$OUT/summary.txt"
 $PY -c "import edlm_ext; print(edlm_ext.build_info())" | tee -a "$OUT/summary.txt"
 
 step tests
-timeout 240 $PY -m pytest -q -x -m "not slow" -p no:cacheprovider tests > "$OUT/tests.log" 2>&1
+timeout 150 $PY -m pytest -q -m "not slow" -p no:cacheprovider tests > "$OUT/tests.log" 2>&1
 echo "tests rc=$?: $(tail -1 "$OUT/tests.log")" | tee -a "$OUT/summary.txt"
 
 step compute-sanitizer
 for tool in memcheck racecheck; do
-  timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 $PY python/bench/sanitize_case.py \
+  timeout 75 compute-sanitizer --tool $tool --error-exitcode 9 $PY python/bench/sanitize_case.py \
     > "$OUT/sanitizer_$tool.log" 2>&1
   echo "$tool rc=$?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_$tool.log" | tail -1)" | tee -a "$OUT/summary.txt"
 done
 
 step benchmark
-timeout 240 $PY python/bench/bench_sampling.py --device cuda --csv "$OUT/bench_sampling_cuda.csv" \
+timeout 150 $PY python/bench/bench_sampling.py --device cuda --csv "$OUT/bench_sampling_cuda.csv" \
   > "$OUT/bench.log" 2>&1
 echo "bench rc=$?" | tee -a "$OUT/summary.txt"
 tail -40 "$OUT/bench.log"
-timeout 120 $PY python/bench/bench_unmask.py --device cuda --out-dir "$OUT" > "$OUT/bench_unmask.log" 2>&1
+timeout 45 $PY python/bench/bench_proposals.py --device cuda --csv "$OUT/bench_proposals_cuda.csv" \
+  > "$OUT/bench_proposals.log" 2>&1
+echo "bench_proposals rc=$?" | tee -a "$OUT/summary.txt"
+tail -20 "$OUT/bench_proposals.log"
+timeout 45 $PY python/bench/bench_unmask.py --device cuda --out-dir "$OUT" > "$OUT/bench_unmask.log" 2>&1
 echo "bench_unmask rc=$?" | tee -a "$OUT/summary.txt"
 tail -12 "$OUT/bench_unmask.log"
 step done
