@@ -103,6 +103,7 @@ setup(
     ext_modules=[CMakeExtension("edlm_ext._C")],
     cmdclass={"build_ext": CMakeBuild},
     python_requires=">=3.10",
-    install_requires=["torch>=2.4", "numpy"],
+    install_requires=["torch>=2.4", "numpy", "tqdm", "tokenizers", "safetensors"],
+    package_data={"edlm_ext": ["assets/*.json", "assets/*/*.json", "assets/*/model.safetensors"]},
     zip_safe=False,
 )

@@ -16,13 +16,11 @@
 namespace edlm_ext {
 namespace {
 
-template <typename Decode>
-struct RowLoader {
+// Loads [start, start + n) of one 16-bit row as float32 (vectorized decoders).
+template <void (*Decode)(const uint16_t*, int, float*)>
+struct HalfLoader {
   const uint16_t* row;
-  Decode decode;
-  void operator()(int64_t start, int n, float* out) const {
-    for (int i = 0; i < n; ++i) out[i] = decode(row[start + i]);
-  }
+  void operator()(int64_t start, int n, float* out) const { Decode(row + start, n, out); }
 };
 
 struct FloatLoader {
@@ -85,13 +83,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_cpu(const at::Tensor& logi
           ok = edlm::sample_row(FloatLoader{static_cast<const float*>(row_ptr)}, V, mask_id, params, u.data(), k,
                                 scratch, tok, lp, L, h);
         } else if (dtype == at::kBFloat16) {
-          auto dec = [](uint16_t x) { return edlm::bf16_to_float(x); };
-          ok = edlm::sample_row(RowLoader<decltype(dec)>{static_cast<const uint16_t*>(row_ptr), dec}, V, mask_id,
-                                params, u.data(), k, scratch, tok, lp, L, h);
+          ok = edlm::sample_row(HalfLoader<edlm::cpu::bf16_to_float>{static_cast<const uint16_t*>(row_ptr)}, V,
+                                mask_id, params, u.data(), k, scratch, tok, lp, L, h);
         } else {
-          auto dec = [](uint16_t x) { return edlm::f16_to_float(x); };
-          ok = edlm::sample_row(RowLoader<decltype(dec)>{static_cast<const uint16_t*>(row_ptr), dec}, V, mask_id,
-                                params, u.data(), k, scratch, tok, lp, L, h);
+          ok = edlm::sample_row(HalfLoader<edlm::cpu::f16_to_float>{static_cast<const uint16_t*>(row_ptr)}, V,
+                                mask_id, params, u.data(), k, scratch, tok, lp, L, h);
         }
       }
       if (!ok) {  // documented rule for invalid rows: [MASK] with logp NaN

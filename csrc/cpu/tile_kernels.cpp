@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "edlm/cpu_tiles.h"
+#include "edlm/numeric.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define EDLM_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
@@ -82,6 +83,24 @@ void tile_exp2(const float* buf, int n, float base, float c, float* out) {
     const v8f e = exp2_nonpos8((load8(buf + i) - base) * c);
     std::memcpy(out + i, &e, sizeof e);
   }
+}
+
+EDLM_MULTIVERSION
+void bf16_to_float(const uint16_t* in, int n, float* out) {
+  for (int i = 0; i < n; ++i) out[i] = edlm::bf16_to_float(in[i]);
+}
+
+EDLM_MULTIVERSION
+void f16_to_float(const uint16_t* in, int n, float* out) {
+#if defined(__FLT16_MAX__)  // the compiler's _Float16: F16C instructions in the x86-64-v3 clone
+  for (int i = 0; i < n; ++i) {
+    _Float16 h;
+    std::memcpy(&h, in + i, sizeof h);
+    out[i] = static_cast<float>(h);
+  }
+#else
+  for (int i = 0; i < n; ++i) out[i] = edlm::f16_to_float(in[i]);
+#endif
 }
 
 }  // namespace cpu

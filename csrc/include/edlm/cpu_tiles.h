@@ -2,6 +2,7 @@
 // Defined in csrc/cpu/tile_kernels.cpp, compiled for several instruction sets
 // and picked at load time. Torch-free.
 #pragma once
+#include <cstdint>
 
 namespace edlm {
 namespace cpu {
@@ -21,6 +22,10 @@ float tile_exp2_sum(const float* buf, int n, float base, float c);
 
 // out[i] = 2^((buf[i] - base) * c), the same terms tile_exp2_sum adds up.
 void tile_exp2(const float* buf, int n, float base, float c, float* out);
+
+// out[i] = in[i] decoded from bfloat16 / IEEE half bits (exact).
+void bf16_to_float(const uint16_t* in, int n, float* out);
+void f16_to_float(const uint16_t* in, int n, float* out);
 
 }  // namespace cpu
 }  // namespace edlm

@@ -24,13 +24,13 @@ EDLM_ALWAYS_INLINE uint32_t float_to_bits(float f) {
 }
 
 // bfloat16 is the top half of a float32.
-inline float bf16_to_float(uint16_t h) { return bits_to_float(static_cast<uint32_t>(h) << 16); }
+EDLM_ALWAYS_INLINE float bf16_to_float(uint16_t h) { return bits_to_float(static_cast<uint32_t>(h) << 16); }
 
 // IEEE binary16 -> binary32, exact for every input (normals, subnormals,
 // infinities, NaN), without branches on the value. Normals and infinities are
 // rebased by moving the exponent field and scaling by 2^-112; subnormals are
 // built as (0.5 + m 2^-10 ... ) - 0.5 through a float with a fixed exponent.
-inline float f16_to_float(uint16_t h) {
+EDLM_ALWAYS_INLINE float f16_to_float(uint16_t h) {
   const uint32_t w = static_cast<uint32_t>(h) << 16;
   const uint32_t sign = w & 0x80000000u;
   const uint32_t two_w = w + w;  // exponent+mantissa, sign shifted out

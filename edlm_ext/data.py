@@ -1,0 +1,97 @@
+"""Text data: the committed Jane Austen corpus, its BPE tokenizer, fixed-length batches.
+
+* :func:`corpus` — the train / valid text of ``data/austen`` (prepared by
+  python/data/prepare_austen.py), one paragraph per line.
+* :func:`train_tokenizer` — a byte-level BPE trained with ``tokenizers`` on the
+  train split; :func:`load_tokenizer` loads the one shipped in edlm_ext/assets.
+  Special tokens: ``<|endoftext|>`` (document separator and BOS) and ``[MASK]``.
+* :func:`token_stream` / :class:`Batches` — the split tokenized into one stream
+  (paragraphs joined by <|endoftext|>) cut into [B, L] sequences.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS_DIR = REPO / "data" / "austen"
+ASSETS = Path(__file__).resolve().parent / "assets"
+TOKENIZER_FILE = ASSETS / "austen-bpe-8k.json"
+EOT, MASK = "<|endoftext|>", "[MASK]"
+SPLITS = ("train", "valid")
+
+
+def corpus(split: str = "train") -> list[str]:
+    """The paragraphs of a split of the Austen corpus."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    path = CORPUS_DIR / f"{split}.txt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run python python/data/prepare_austen.py")
+    return [line for line in path.read_text().splitlines() if line.strip()]
+
+
+def train_tokenizer(vocab_size: int = 8192, path: Path | None = TOKENIZER_FILE):
+    """Train a byte-level BPE on the train split (about a second); save it to path."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT, MASK],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(corpus("train"), trainer=trainer)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tok.save(str(path))
+    return tok
+
+
+def load_tokenizer(path: Path | str = TOKENIZER_FILE):
+    """The shipped Austen BPE (or a tokenizers JSON file at path)."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path))
+
+
+def special_ids(tok) -> tuple[int, int]:
+    """(<|endoftext|> id, [MASK] id) of a tokenizer."""
+    return tok.token_to_id(EOT), tok.token_to_id(MASK)
+
+
+def token_stream(split: str, tok) -> torch.Tensor:
+    """A split as one int64 stream: <|endoftext|> before every paragraph."""
+    eot, _ = special_ids(tok)
+    ids: list[int] = []
+    for enc in tok.encode_batch(corpus(split)):
+        ids.append(eot)
+        ids.extend(enc.ids)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+class Batches:
+    """Random [B, L] windows of a token stream (``for x in Batches(...)`` runs forever).
+
+    Windows start at random offsets (a torch.Generator, so runs repeat); ``fixed``
+    gives the same deterministic windows every time (for validation)."""
+
+    def __init__(self, stream: torch.Tensor, batch_size: int, seq_len: int, seed: int = 0):
+        if stream.numel() <= seq_len:
+            raise ValueError(f"stream of {stream.numel()} tokens is too short for seq_len={seq_len}")
+        self.stream, self.B, self.L = stream, batch_size, seq_len
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __iter__(self):
+        while True:
+            yield self.sample()
+
+    def sample(self) -> torch.Tensor:
+        starts = torch.randint(0, self.stream.numel() - self.L, (self.B,), generator=self.gen)
+        return torch.stack([self.stream[s:s + self.L] for s in starts.tolist()])
+
+    def fixed(self, n_batches: int) -> list[torch.Tensor]:
+        """n_batches consecutive, non-overlapping windows from the start of the stream."""
+        n = min(n_batches * self.B, (self.stream.numel() - 1) // self.L)
+        windows = self.stream[: n * self.L].view(n, self.L)
+        return list(windows.split(self.B))

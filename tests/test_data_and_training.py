@@ -1,0 +1,109 @@
+"""The committed corpus, the shipped tokenizer, the R-data reader, the models and the
+training loop (tiny configs: seconds)."""
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from edlm_ext import data
+from edlm_ext.models import ARModel, Denoiser, EnergyNet, ModelConfig
+from edlm_ext.train import TrainConfig, denoiser_loss, load_model, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python" / "data"))
+import prepare_austen  # noqa: E402
+
+
+def test_corpus_and_split():
+    train, valid = data.corpus("train"), data.corpus("valid")
+    assert len(train) > 9000 and len(valid) > 400
+    assert train[0].startswith("SENSE AND SENSIBILITY")
+    assert not set(valid) & set(train[-50:])
+    with pytest.raises(ValueError, match="split"):
+        data.corpus("test")
+
+
+def test_shipped_tokenizer():
+    tok = data.load_tokenizer()
+    eot, mask = data.special_ids(tok)
+    assert tok.get_vocab_size() == 8192 and (eot, mask) == (0, 1)
+    text = "It is a truth universally acknowledged, that a single man in possession of a good fortune"
+    assert tok.decode(tok.encode(text).ids) == text
+    stream = data.token_stream("valid", tok)
+    assert stream.dtype == torch.long and int(stream[0]) == eot and bool((stream != mask).all())
+
+
+def test_batches():
+    stream = torch.arange(1000)
+    b = data.Batches(stream, 4, 16, seed=3)
+    x, y = b.sample(), data.Batches(stream, 4, 16, seed=3).sample()
+    assert x.shape == (4, 16) and torch.equal(x, y)
+    assert bool((x[:, 1:] - x[:, :-1] == 1).all())  # contiguous windows
+    fixed = b.fixed(3)
+    assert len(fixed) == 3 and torch.equal(fixed[0][0], torch.arange(16))
+    with pytest.raises(ValueError, match="too short"):
+        data.Batches(torch.arange(10), 2, 16)
+
+
+def _xdr_strsxp(strings):
+    """A hand-made R XDR serialization (version 3) of a character vector."""
+    out = b"X\n" + struct.pack(">iii", 3, 0x040201, 0x030500) + struct.pack(">i", 5) + b"UTF-8"
+    out += struct.pack(">ii", 16, len(strings))
+    for s in strings:
+        if s is None:
+            out += struct.pack(">ii", 9, -1)
+        else:
+            b = s.encode()
+            out += struct.pack(">ii", 9 | (1 << 15), len(b)) + b
+    return out
+
+
+def test_r_reader():
+    got = prepare_austen.RReader(_xdr_strsxp(["Emma Woodhouse,", None, "handsome"])).read()
+    assert list(got) == ["Emma Woodhouse,", None, "handsome"]
+    assert prepare_austen.paragraphs(["a", "b", "", "", "c", None]) == ["a b", "c"]
+    with pytest.raises(ValueError, match="XDR"):
+        prepare_austen.RReader(b"A\n").read()
+
+
+def test_models_shapes_and_masking():
+    cfg = ModelConfig(vocab_size=50, d_model=32, n_layers=1, n_heads=2, max_len=32)
+    x = torch.randint(0, 49, (3, 10))
+    d = Denoiser(cfg, mask_id=49)(x)
+    assert d.shape == (3, 10, 50) and bool(torch.isinf(d[..., 49]).all())
+    ar = ARModel(cfg)
+    a1 = ar(x)
+    x2 = x.clone()
+    x2[:, 6:] = 0
+    assert torch.allclose(ar(x2)[:, :6], a1[:, :6], atol=1e-5)  # causal: the future is unseen
+    e = EnergyNet(cfg, 49)(x, x)
+    assert e.shape == (3,)
+    with pytest.raises(ValueError, match="max_len"):
+        ar(torch.zeros(1, 40, dtype=torch.long))
+
+
+def test_denoiser_loss_at_t_one_is_mean_cross_entropy():
+    cfg = ModelConfig(vocab_size=20, d_model=16, n_layers=1, n_heads=2, max_len=16)
+    m = Denoiser(cfg, mask_id=19)
+    x = torch.randint(0, 19, (2, 8))
+    loss = denoiser_loss(m, x, 19, torch.ones(2))
+    ce = torch.nn.functional.cross_entropy(m(torch.full_like(x, 19)).reshape(16, -1), x.reshape(-1))
+    assert torch.allclose(loss, ce, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["denoiser", "ar"])
+def test_train_resume_and_load(tmp_path, kind):
+    def cfg(steps):
+        return TrainConfig(kind=kind, out=str(tmp_path), steps=steps, minutes=5, seq_len=32, batch_size=4,
+                           eval_every=5, eval_batches=2, warmup=2,
+                           model=ModelConfig(d_model=32, n_layers=1, n_heads=2, max_len=64))
+
+    rec = train(cfg(6), progress=False)
+    assert rec["steps"] == 6 and all(v == v for v in rec["final"].values())
+    rec2 = train(cfg(9), progress=False)  # resumes from step 6
+    assert rec2["steps"] == 9 and rec2["history"][0]["step"] == 5
+    model = load_model(tmp_path)
+    x = torch.randint(2, 100, (2, 16))
+    out = model(x) if kind == "ar" else model(x, None)
+    assert out.shape == (2, 16, 8192) and bool(torch.isfinite(out[..., 2:]).all())
