@@ -100,6 +100,18 @@ def corrupt(x0: torch.Tensor, mask_id: int, generator: torch.Generator | None = 
     return torch.where(masked, mask_id, x0), t
 
 
+def nce_batch_loss(denoiser, energy_net, x0: torch.Tensor, mask_id: int, temperature: float = 1.0,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One NCE batch: corrupt x0, draw negatives x̂0 ~ p_θ(· | x_t) from the frozen
+    denoiser with :func:`edlm_ext.sample_proposals`, score both; (loss, accuracy)."""
+    x_t, t = corrupt(x0, mask_id, generator)
+    with torch.no_grad():
+        logits = denoiser(x_t, t)
+        neg, _ = sample_proposals(logits.float(), x_t, mask_id, 1, temperature=temperature, generator=generator)
+    e = energy_net(torch.cat([x0, neg[:, 0]]), torch.cat([x_t, x_t])).reshape(-1)
+    return nce_loss(e[: x0.shape[0]], e[x0.shape[0]:])
+
+
 def train_nce(
     denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     energy_net: torch.nn.Module,
@@ -146,13 +158,7 @@ def train_nce(
         except StopIteration:
             it = iter(data)
             x0 = next(it)
-        x_t, t = corrupt(x0, mask_id, generator)
-        with torch.no_grad():
-            logits = denoiser(x_t, t)
-            neg, _ = sample_proposals(logits, x_t, mask_id, 1, temperature=temperature, generator=generator)
-        neg = neg[:, 0]
-        e = energy_net(torch.cat([x0, neg]), torch.cat([x_t, x_t])).reshape(-1)
-        loss, acc = nce_loss(e[: x0.shape[0]], e[x0.shape[0]:])
+        loss, acc = nce_batch_loss(denoiser, energy_net, x0, mask_id, temperature, generator)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -4,10 +4,12 @@ safetensors checkpoints with resume, a tqdm bar, validation every N steps.
 
     python -m edlm_ext.train denoiser --out edlm_ext/assets/denoiser --minutes 30
     python -m edlm_ext.train ar --out edlm_ext/assets/ar --minutes 30
+    python -m edlm_ext.train nce --out edlm_ext/assets/nce --minutes 30   # needs the denoiser
 
 Validation: the denoiser's MDLM ELBO bound in nats/token (log-linear schedule:
 E_t [ (1/t) Σ_masked -log p_θ(x0_i | x_t) ] / L, on fixed windows and a fixed
-stratified grid of t), the AR model's perplexity. The output folder holds
+stratified grid of t), the AR model's perplexity, the NCE energy's loss and
+accuracy (negatives from the frozen denoiser via edlm_ext.sample_proposals). The output folder holds
 model.safetensors (bf16, shipped), config.json, record.json (command, hardware,
 time, steps, final validation numbers) and, while training, resume state.
 """
@@ -27,9 +29,11 @@ import torch
 import torch.nn.functional as F
 
 from .data import Batches, load_tokenizer, special_ids, token_stream
-from .models.transformer import ARModel, Denoiser, ModelConfig
+from .energy import nce_batch_loss
+from .models.transformer import ARModel, Denoiser, EnergyNet, ModelConfig
 
-KINDS = ("denoiser", "ar")
+KINDS = ("denoiser", "ar", "nce")
+DEFAULT_DENOISER = Path(__file__).resolve().parent / "assets" / "denoiser"
 
 
 @dataclass
@@ -48,6 +52,7 @@ class TrainConfig:
     eval_batches: int = 8
     seed: int = 0
     threads: int = 0  # 0: torch's default
+    denoiser: str = str(DEFAULT_DENOISER)  # nce: the frozen denoiser that draws the negatives
 
 
 def build_model(kind: str, cfg: ModelConfig, mask_id: int):
@@ -55,6 +60,8 @@ def build_model(kind: str, cfg: ModelConfig, mask_id: int):
         return Denoiser(cfg, mask_id)
     if kind == "ar":
         return ARModel(cfg)
+    if kind == "nce":
+        return EnergyNet(cfg, mask_id)
     raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
@@ -82,20 +89,29 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def validate(kind: str, model, batches: list[torch.Tensor], mask_id: int) -> dict:
-    """Denoiser: ELBO bound (nats/token) with a stratified t grid; AR: loss and perplexity."""
+def validate(kind: str, model, batches: list[torch.Tensor], mask_id: int, denoiser=None) -> dict:
+    """Denoiser: ELBO bound (nats/token) with a stratified t grid; AR: loss and
+    perplexity; NCE: loss and classifier accuracy (fixed corruptions and negatives)."""
     model.eval()
     torch.manual_seed(1234)  # the masks of the bound are fixed too
-    total = 0.0
+    gen = torch.Generator().manual_seed(1234)
+    total, acc = 0.0, 0.0
     for x in batches:
         if kind == "denoiser":
             t = (torch.arange(x.shape[0]) + 0.5) / x.shape[0]
             total += float(denoiser_loss(model, x, mask_id, t))
-        else:
+        elif kind == "ar":
             total += float(ar_loss(model, x))
+        else:
+            loss, a = nce_batch_loss(denoiser, model, x, mask_id, generator=gen)
+            total, acc = total + float(loss), acc + float(a)
     model.train()
     mean = total / len(batches)
-    return {"val_nats_per_token": mean} if kind == "denoiser" else {"val_loss": mean, "val_ppl": math.exp(mean)}
+    if kind == "denoiser":
+        return {"val_nats_per_token": mean}
+    if kind == "ar":
+        return {"val_loss": mean, "val_ppl": math.exp(mean)}
+    return {"val_nce_loss": mean, "val_nce_accuracy": acc / len(batches)}
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
@@ -111,6 +127,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     _, mask_id = special_ids(tok)
     cfg.model.vocab_size = tok.get_vocab_size()
     model = build_model(cfg.kind, cfg.model, mask_id)
+    denoiser = load_model(cfg.denoiser) if cfg.kind == "nce" else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
     train_b = Batches(token_stream("train", tok), cfg.batch_size, cfg.seq_len, seed=cfg.seed)
     valid = Batches(token_stream("valid", tok), cfg.batch_size, cfg.seq_len).fixed(cfg.eval_batches)
@@ -145,15 +162,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             if cfg.kind == "denoiser":
                 t = (torch.rand(1) + torch.arange(x.shape[0]) / x.shape[0]) % 1.0 * 0.999 + 0.001
                 loss = denoiser_loss(model, x, mask_id, t)
-            else:
+            elif cfg.kind == "ar":
                 loss = ar_loss(model, x)
+            else:
+                loss, _ = nce_batch_loss(denoiser, model, x, mask_id)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
         if step % cfg.eval_every == 0:
-            metrics = validate(cfg.kind, model, valid, mask_id)
+            metrics = validate(cfg.kind, model, valid, mask_id, denoiser)
             elapsed = time.perf_counter() - t0
             history.append({"step": step, "train_loss": float(loss.detach()), "seconds": round(elapsed, 1), **metrics})
             checkpoint()
@@ -163,7 +182,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - t0
-    metrics = validate(cfg.kind, model, valid, mask_id)
+    metrics = validate(cfg.kind, model, valid, mask_id, denoiser)
     history.append({"step": step, "seconds": round(elapsed, 1), **metrics})
     checkpoint()
     save_file({k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()},
@@ -213,10 +232,12 @@ def main(argv=None):
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--denoiser", default=str(DEFAULT_DENOISER), help="nce: the frozen denoiser's folder")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     cfg = TrainConfig(kind=a.kind, out=a.out, minutes=a.minutes, steps=a.steps, seq_len=a.seq_len,
                       batch_size=a.batch_size, lr=a.lr, eval_every=a.eval_every, threads=a.threads, seed=a.seed,
+                      denoiser=a.denoiser,
                       model=ModelConfig(d_model=a.d_model, n_layers=a.layers, n_heads=a.heads,
                                         max_len=max(256, a.seq_len)))
     rec = train(cfg, progress=not a.no_progress)

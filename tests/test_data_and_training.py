@@ -92,12 +92,15 @@ def test_denoiser_loss_at_t_one_is_mean_cross_entropy():
     assert torch.allclose(loss, ce, atol=1e-5)
 
 
+def _tiny_cfg(kind, out, steps, **kw):
+    return TrainConfig(kind=kind, out=str(out), steps=steps, minutes=5, seq_len=32, batch_size=4, eval_every=5,
+                       eval_batches=2, warmup=2, model=ModelConfig(d_model=32, n_layers=1, n_heads=2, max_len=64), **kw)
+
+
 @pytest.mark.parametrize("kind", ["denoiser", "ar"])
 def test_train_resume_and_load(tmp_path, kind):
     def cfg(steps):
-        return TrainConfig(kind=kind, out=str(tmp_path), steps=steps, minutes=5, seq_len=32, batch_size=4,
-                           eval_every=5, eval_batches=2, warmup=2,
-                           model=ModelConfig(d_model=32, n_layers=1, n_heads=2, max_len=64))
+        return _tiny_cfg(kind, tmp_path, steps)
 
     rec = train(cfg(6), progress=False)
     assert rec["steps"] == 6 and all(v == v for v in rec["final"].values())
@@ -107,3 +110,12 @@ def test_train_resume_and_load(tmp_path, kind):
     x = torch.randint(2, 100, (2, 16))
     out = model(x) if kind == "ar" else model(x, None)
     assert out.shape == (2, 16, 8192) and bool(torch.isfinite(out[..., 2:]).all())
+
+
+def test_train_nce_against_a_trained_denoiser(tmp_path):
+    train(_tiny_cfg("denoiser", tmp_path / "d", 3), progress=False)
+    rec = train(_tiny_cfg("nce", tmp_path / "e", 6, denoiser=str(tmp_path / "d")), progress=False)
+    assert rec["steps"] == 6 and 0.0 <= rec["final"]["val_nce_accuracy"] <= 1.0
+    net = load_model(tmp_path / "e")
+    x = torch.randint(2, 100, (3, 16))
+    assert net(x, x).shape == (3,)
