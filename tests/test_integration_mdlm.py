@@ -151,10 +151,10 @@ def test_ddpm_caching_update_matches_the_posterior(checkpoint):
     counts = np.bincount(x_cached[:, 3].numpy(), minlength=9)
     assert chisquare_pvalue(counts, _posterior_probs(den, x, t, dt, 3)) > CHI2_ALPHA
     # and the same distribution as MDLM's own float64 step, while a wrong dt does not
-    ref = stock.mdlm_ddpm_update(den, x, t, dt, MASK, torch.Generator().manual_seed(3))
+    _, ref = stock.mdlm_ddpm_update(den, x, t, dt, MASK, generator=torch.Generator().manual_seed(3))
     assert homogeneity_pvalue(np.bincount(x_next[:, 0].numpy(), minlength=9),
                               np.bincount(ref[:, 0].numpy(), minlength=9)) > CHI2_ALPHA
-    wrong = stock.mdlm_ddpm_update(den, x, t, 0.1, MASK, torch.Generator().manual_seed(4))
+    _, wrong = stock.mdlm_ddpm_update(den, x, t, 0.1, MASK, generator=torch.Generator().manual_seed(4))
     assert homogeneity_pvalue(np.bincount(x_next[:, 0].numpy(), minlength=9),
                               np.bincount(wrong[:, 0].numpy(), minlength=9)) < CHI2_ALPHA
 

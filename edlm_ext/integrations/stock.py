@@ -25,14 +25,16 @@ def mdlm_sample_categorical(categorical_probs: torch.Tensor, generator: torch.Ge
     return (categorical_probs.to(torch.float64) / gumbel_norm).argmax(dim=-1)
 
 
-def mdlm_ddpm_update(denoiser, x: torch.Tensor, t: float, dt: float, mask_id: int,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """One MDLM step: p_x0 from the denoiser, q_xs = p_x0 (t - s) with q_xs[MASK] = s, one draw."""
-    p_x0 = denoiser(x, torch.full((x.shape[0],), t, device=x.device)).to(torch.float64).exp()
+def mdlm_ddpm_update(denoiser, x: torch.Tensor, t: float, dt: float, mask_id: int, p_x0: torch.Tensor | None = None,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One MDLM step: p_x0 from the denoiser (or the cache), q_xs = p_x0 dt with
+    q_xs[MASK] = t - dt, one draw; returns (p_x0, x_next) like MDLM's method."""
+    if p_x0 is None:
+        p_x0 = denoiser(x, torch.full((x.shape[0],), t, device=x.device)).to(torch.float64).exp()
     q_xs = p_x0 * dt
     q_xs[..., mask_id] = t - dt
     drawn = mdlm_sample_categorical(q_xs, generator)
-    return torch.where(x == mask_id, drawn, x)
+    return p_x0, torch.where(x == mask_id, drawn, x)
 
 
 def _gumbel_argmax64(logits: torch.Tensor, temperature: float, generator) -> torch.Tensor:
