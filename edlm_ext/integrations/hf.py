@@ -156,7 +156,10 @@ def generate(model, prompt: torch.Tensor, *, mask_id: int, gen_length: int = 128
         raise ValueError("importance sampling (energy with k > 1) needs temperature > 0")
     if generator is None:
         generator = torch.Generator(device=prompt.device)
-        generator.manual_seed(seed) if seed is not None else generator.seed()
+        if seed is not None:
+            generator.manual_seed(seed)
+        else:
+            generator.seed()
     elif seed is not None:
         raise ValueError("pass either generator= or seed=, not both")
     B, P = prompt.shape

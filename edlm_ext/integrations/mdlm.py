@@ -183,7 +183,8 @@ class _SigmaEmbedding(nn.Module):
         half = self.n_freq // 2
         freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=sigma.device, dtype=torch.float32) / half)
         angles = sigma.float()[:, None] * freqs[None]
-        return self.mlp(torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1))
+        feats = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+        return self.mlp(feats.to(self.mlp[0].weight.dtype))
 
 
 class _Rotary(nn.Module):
@@ -195,7 +196,7 @@ class _Rotary(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         L = q.shape[-2]
-        ang = torch.outer(torch.arange(L, device=q.device, dtype=torch.float32), self.inv_freq)
+        ang = torch.outer(torch.arange(L, device=q.device, dtype=torch.float32), self.inv_freq.float())
         cos, sin = torch.cat([ang.cos(), ang.cos()], -1).to(q.dtype), torch.cat([ang.sin(), ang.sin()], -1).to(q.dtype)
 
         def rotate(v):

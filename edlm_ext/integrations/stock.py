@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .hf import GenerateOutput, _block_logits, _check_generate_args, _model_logits, _timed
+from .hf import GenerateOutput, _check_generate_args, _timed  # validation and timing only: the sampling is independent
 
 
 def mdlm_sample_categorical(categorical_probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -65,10 +65,13 @@ def llada_generate(model, prompt: torch.Tensor, *, mask_id: int, gen_length: int
         i = 0
         while bool((x[:, start:end] == mask_id).any()):
             with _timed(out, "time_model", x.device):
-                logits = _model_logits(model, x)
+                with torch.no_grad():
+                    logits = model(x).logits
                 out.model_calls += 1
             with _timed(out, "time_sampling", x.device):
-                lg = _block_logits(logits, start, end, shift_logits).clone()
+                if shift_logits:  # Dream: position i is predicted at i - 1 (position 0 by itself)
+                    logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+                lg = logits[:, start:end].clone()
                 lg[..., mask_id] = float("-inf")
                 xb = x[:, start:end]
                 masked = xb == mask_id

@@ -30,6 +30,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -102,13 +103,13 @@ def llada_loop(impl: str, model, B: int, L: int, steps: int, device, seed: int) 
 
 
 class LogitsModel:
-    """LLaDA-style callable ids -> logits from the tiny DiT (t unused); keeps mask_id."""
+    """LLaDA-style model from the tiny DiT: ``model(ids).logits`` (t unused); keeps mask_id."""
 
     def __init__(self, den):
         self.den, self.mask_id = den, den.mask_id
 
     def __call__(self, ids):
-        return self.den(ids, torch.zeros(ids.shape[0], device=ids.device))
+        return SimpleNamespace(logits=self.den(ids, torch.zeros(ids.shape[0], device=ids.device)))
 
 
 def run(loop: str, impl: str, V: int, B: int, L: int, steps: int, device, repeats: int) -> dict:
