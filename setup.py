@@ -104,5 +104,7 @@ setup(
     cmdclass={"build_ext": CMakeBuild},
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "numpy"],
+    # edlm_ext.integrations: MDLM checkpoints (safetensors), Hugging Face models (transformers)
+    extras_require={"integrations": ["transformers", "safetensors"]},
     zip_safe=False,
 )
