@@ -1,8 +1,9 @@
 """Command line: ``python -m edlm_ext sample ...`` (also under ``torchrun``).
 
-For now ``sample`` uses the tiny randomly initialised models of :mod:`edlm_ext.models`
-(the same weights on every rank, from ``--model-seed``); trained models and text plug in
-later through :data:`METHODS` and the output record. Under ``torchrun --nproc-per-node N``
+``sample`` uses the models shipped in edlm_ext/assets (trained on the Austen corpus:
+prints texts) when present, else (or with ``--models tiny``) the tiny randomly
+initialised models of :mod:`edlm_ext.models` (the same weights on every rank, from
+``--model-seed``). ``train`` runs :mod:`edlm_ext.train`. Under ``torchrun --nproc-per-node N``
 the samples are split across ranks (gloo on CPU, nccl on GPU) and rank 0 writes all of
 them to ``--output``: one JSON object per line, ``{"index": i, "rank": r, "tokens": [...]}``, in index
 order. Each rank draws from its own stream (seed, rank), so samples depend on N.
@@ -16,14 +17,40 @@ import sys
 
 import torch
 
-METHODS = ("mdlm", "edlm-ar")
+METHODS = ("mdlm", "edlm-ar", "edlm-nce")
+ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 
 
-def _build(method: str, vocab_size: int, seq_len: int, model_seed: int, device: torch.device):
-    """(denoiser, energy or None, mask_id) for a method, with tiny random models."""
-    from .energy import AREnergy
+def _shipped_available() -> bool:
+    return all(os.path.exists(os.path.join(ASSETS, m, "model.safetensors")) for m in ("denoiser", "ar"))
+
+
+def _build(method: str, vocab_size: int, seq_len: int, model_seed: int, device: torch.device, models: str):
+    """(denoiser, energy or None, mask_id, text tools or None) for a method: the models
+    shipped in edlm_ext/assets (trained on the Austen corpus), or tiny random ones."""
+    from .energy import AREnergy, NCEEnergy
+
+    if models == "shipped":
+        from .data import load_tokenizer, special_ids
+        from .train import load_model
+
+        tok = load_tokenizer()
+        eot, mask_id = special_ids(tok)
+        denoiser = load_model(os.path.join(ASSETS, "denoiser")).to(device)
+        energy = None
+        if method == "edlm-ar":
+            energy = AREnergy(load_model(os.path.join(ASSETS, "ar")).to(device), carry_over=True, bos_id=eot)
+        elif method == "edlm-nce":
+            path = os.path.join(ASSETS, "nce")
+            if not os.path.exists(os.path.join(path, "model.safetensors")):
+                raise SystemExit("edlm-nce: no trained NCE energy in edlm_ext/assets/nce yet "
+                                 "(python -m edlm_ext train nce --out edlm_ext/assets/nce)")
+            energy = NCEEnergy(load_model(path).to(device))
+        return denoiser, energy, mask_id, (tok, eot)
     from .models import TinyAR, TinyDenoiser
 
+    if method == "edlm-nce":
+        raise SystemExit("edlm-nce needs --models shipped")
     mask_id = vocab_size - 1
     torch.manual_seed(model_seed)
     denoiser = TinyDenoiser(vocab_size, mask_id, max_len=seq_len).to(device).eval()
@@ -31,13 +58,13 @@ def _build(method: str, vocab_size: int, seq_len: int, model_seed: int, device: 
     if method == "edlm-ar":
         ar = TinyAR(vocab_size, max_len=seq_len).to(device).eval()
         energy = AREnergy(ar, carry_over=True)
-    return denoiser, energy, mask_id
+    return denoiser, energy, mask_id, None
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m edlm_ext", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("sample", help="sample sequences (tiny random models for now)")
+    s = sub.add_parser("sample", help="sample texts (shipped Austen models) or token sequences (tiny models)")
     s.add_argument("--method", choices=METHODS, default="mdlm")
     s.add_argument("--steps", type=int, default=32)
     s.add_argument("--k", type=int, default=4, help="proposals per importance-sampling step (edlm-ar)")
@@ -50,7 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--vocab-size", type=int, default=64, help="tiny models: vocabulary size ([MASK] = last id)")
     s.add_argument("--model-seed", type=int, default=0, help="tiny models: initialisation seed")
     s.add_argument("--device", default="cpu", help="cpu, cuda (under torchrun: cuda:LOCAL_RANK)")
-    s.add_argument("--output", required=True, help="JSONL file written by rank 0")
+    s.add_argument("--models", choices=("shipped", "tiny"), default=None,
+                   help="shipped: the models trained on the Austen corpus (default when present); tiny: random")
+    s.add_argument("--prompt", default=None, help="shipped models: text the samples continue (fixed prefix)")
+    s.add_argument("--output", default=None, help="JSONL file written by rank 0 (default: print only)")
+    t = sub.add_parser("train", help="train a model on the Austen corpus (see python -m edlm_ext.train -h)")
+    t.add_argument("args", nargs=argparse.REMAINDER)
     return p
 
 
@@ -73,6 +105,12 @@ def _check_args(a) -> None:
     for name in ("steps", "k", "num_samples", "seq_len", "batch_size"):
         if getattr(a, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+    if a.models is None:
+        a.models = "shipped" if _shipped_available() else "tiny"
+    if a.models == "shipped" and not _shipped_available():
+        raise SystemExit("--models shipped: no trained models in edlm_ext/assets")
+    if a.prompt is not None and a.models != "shipped":
+        raise SystemExit("--prompt needs --models shipped")
     if a.vocab_size < 2:
         raise SystemExit(f"--vocab-size must be >= 2, got {a.vocab_size}")
     if not 0.0 <= a.window <= 1.0:
@@ -87,15 +125,27 @@ def cmd_sample(a) -> int:
     _check_args(a)
     rank, world, device = _distributed(a.device)
     lo, hi = rank * a.num_samples // world, (rank + 1) * a.num_samples // world
-    denoiser, energy, mask_id = _build(a.method, a.vocab_size, a.seq_len, a.model_seed, device)
+    denoiser, energy, mask_id, text = _build(a.method, a.vocab_size, a.seq_len, a.model_seed, device, a.models)
+    prefix = None
+    if text is not None:
+        tok, eot = text
+        prefix = torch.tensor([eot] + (tok.encode(a.prompt).ids if a.prompt else []))[: a.seq_len]
     gen = torch.Generator(device=device).manual_seed(a.seed * 65537 + rank)
-    records = []
+    records, stats = [], []
     for start in range(lo, hi, a.batch_size):
         n = min(a.batch_size, hi - start)
-        out = sample(denoiser, batch_size=n, seq_len=a.seq_len, mask_id=mask_id, steps=a.steps, energy=energy,
-                     k=a.k if energy is not None else 1, window=a.window if energy is not None else 0.0,
-                     temperature=a.temperature, device=device, generator=gen)
-        records += [{"index": start + i, "rank": rank, "tokens": row} for i, row in enumerate(out.tokens.tolist())]
+        with torch.no_grad():
+            out = sample(denoiser, batch_size=n, seq_len=a.seq_len, mask_id=mask_id, steps=a.steps, energy=energy,
+                         k=a.k if energy is not None else 1, window=a.window if energy is not None else 0.0,
+                         temperature=a.temperature, prefix=prefix, device=device, generator=gen)
+        stats.append(out.stats)
+        for i, row in enumerate(out.tokens.tolist()):
+            rec = {"index": start + i, "rank": rank, "tokens": row}
+            if text is not None:
+                from .evaluate import decode
+
+                rec["text"] = decode(torch.tensor([row]), text[0], text[1])[0]
+            records.append(rec)
     if world > 1:
         import torch.distributed as dist
 
@@ -106,14 +156,40 @@ def cmd_sample(a) -> int:
         dist.destroy_process_group()
     if rank == 0:
         records.sort(key=lambda r: r["index"])
-        os.makedirs(os.path.dirname(os.path.abspath(a.output)), exist_ok=True)
-        with open(a.output, "w") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
-        print(f"wrote {len(records)} samples from {world} rank(s) to {a.output}", file=sys.stderr)
+        if a.output:
+            os.makedirs(os.path.dirname(os.path.abspath(a.output)), exist_ok=True)
+            with open(a.output, "w") as f:
+                for r in records:
+                    f.write(json.dumps(r) + "\n")
+            print(f"wrote {len(records)} samples from {world} rank(s) to {a.output}", file=sys.stderr)
+        _report(records, stats, text, a)
+    return 0
+
+
+def _report(records, stats, text, a) -> None:
+    """Print the texts (shipped models) and one metrics line."""
+    from .evaluate import unigram_entropy
+
+    if text is not None:
+        for r in records:
+            print(f"--- sample {r['index']}\n{r['text']}")
+    toks = torch.tensor([r["tokens"] for r in records])
+    ent = unigram_entropy(toks)["entropy_nats"]
+    secs = sum(s.time_total for s in stats)
+    ess = [e for s in stats for e in s.ess]
+    print(f"method={a.method} models={a.models} steps={a.steps} samples={len(records)} "
+          f"denoiser_calls={sum(s.denoiser_calls for s in stats)} energy_calls={sum(s.energy_calls for s in stats)} "
+          f"mean_ess={(sum(ess) / len(ess)) if ess else float('nan'):.2f} entropy={ent:.3f} nats "
+          f"seconds_per_sample={secs / max(1, len(records)):.3f}")
+
+
+def cmd_train(a) -> int:
+    from .train import main as train_main
+
+    train_main(a.args)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return {"sample": cmd_sample}[args.command](args)
+    return {"sample": cmd_sample, "train": cmd_train}[args.command](args)

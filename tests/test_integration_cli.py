@@ -26,7 +26,7 @@ def _check_records(records, n, seq_len):
 
 @pytest.mark.parametrize("method", ["mdlm", "edlm-ar"])
 def test_sample_in_process_is_reproducible(tmp_path, method):
-    args = ["sample", "--method", method, "--num-samples", "5", "--seq-len", "10", "--steps", "6",
+    args = ["sample", "--models", "tiny", "--method", method, "--num-samples", "5", "--seq-len", "10", "--steps", "6",
             "--batch-size", "2", "--k", "3", "--window", "0.5", "--seed", "3"]
     assert main(args + ["--output", str(tmp_path / "a.jsonl")]) == 0
     assert main(args + ["--output", str(tmp_path / "b.jsonl")]) == 0
@@ -40,14 +40,14 @@ def test_sample_in_process_is_reproducible(tmp_path, method):
 @pytest.mark.parametrize("bad", [["--steps", "0"], ["--window", "2"], ["--num-samples", "0"], ["--method", "x"]])
 def test_bad_flags_exit(tmp_path, bad):
     with pytest.raises(SystemExit):
-        main(["sample", "--output", str(tmp_path / "o.jsonl")] + bad)
+        main(["sample", "--models", "tiny", "--output", str(tmp_path / "o.jsonl")] + bad)
 
 
 def test_torchrun_two_cpu_ranks_rank0_writes_all(tmp_path):
     out = tmp_path / "samples.jsonl"
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "edlm_ext", "sample", "--method", "edlm-ar", "--num-samples", "7", "--seq-len", "12",
+           "-m", "edlm_ext", "sample", "--models", "tiny", "--method", "edlm-ar", "--num-samples", "7", "--seq-len", "12",
            "--steps", "6", "--batch-size", "2", "--device", "cpu", "--output", str(out)]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -56,3 +56,14 @@ def test_torchrun_two_cpu_ranks_rank0_writes_all(tmp_path):
     assert [r["rank"] for r in records] == [0, 0, 0, 1, 1, 1, 1]  # split across both ranks
     assert len({tuple(r["tokens"]) for r in records}) == 7  # distinct streams per rank
     assert "wrote 7 samples from 2 rank(s)" in proc.stderr
+
+
+def test_sample_with_the_shipped_models_prints_text(capsys):
+    from edlm_ext.cli import _shipped_available
+
+    if not _shipped_available():
+        pytest.skip("no trained models in edlm_ext/assets")
+    assert main(["sample", "--models", "shipped", "--method", "edlm-ar", "--num-samples", "2", "--seq-len", "32",
+                 "--steps", "8", "--k", "2", "--window", "0.5", "--prompt", "Emma Woodhouse,"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("--- sample") == 2 and "Emma Woodhouse," in out and "method=edlm-ar" in out
