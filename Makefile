@@ -1,5 +1,6 @@
-# make demo   - the main job: build, then the CPU sampling microbenchmark (prints a table)
+# make demo   - the main job: build, then sample text with the shipped models (EDLM-AR, CPU, seconds)
 # make test   - build, then the whole test suite (what .ci/run runs)
+# make bench  - the CPU sampling microbenchmark (prints a table, writes CSV)
 # make cuda-build - compile + link the CUDA kernels against torch 2.14.1+cu130 (no GPU needed)
 PY ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ TORCH_CUDA := torch==2.14.1
 DEPS := numpy scipy pytest cmake ninja pybind11 tqdm matplotlib tokenizers safetensors gguf transformers
 SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt setup.py
 
-.PHONY: venv build test demo cuda-build clean
+.PHONY: venv build test demo bench cuda-build clean
 
 $(VENV)/.stamp:
 	$(PY) -m venv $(VENV)
@@ -31,6 +32,10 @@ test: build
 	PYTHONPATH=$(CURDIR) $(VPY) -m pytest -q tests
 
 demo: build
+	PYTHONPATH=$(CURDIR) $(VPY) -m edlm_ext sample --method edlm-ar --num-samples 4 --seq-len 128 --steps 32 \
+		--k 4 --window 0.5 --seed 0 --prompt "It is a truth universally acknowledged"
+
+bench: build
 	PYTHONPATH=$(CURDIR) $(VPY) python/bench/bench_sampling.py --device cpu --shapes 16x1024x8192 --dtypes fp32,bf16
 
 $(CUDA_VENV)/.stamp:
