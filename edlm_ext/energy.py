@@ -162,10 +162,10 @@ def train_nce(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        history.append({"step": step, "loss": float(loss), "accuracy": float(acc)})
+        history.append({"step": step, "loss": float(loss.detach()), "accuracy": float(acc)})
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{float(acc):.2f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", acc=f"{float(acc):.2f}")
     if bar is not None:
         bar.close()
     energy_net.eval()

@@ -302,109 +302,109 @@ __global__ void __launch_bounds__(kThreads, 4)
     write_all(i, static_cast<float>(-log_z), h);
     return;
   } else {
-  if (want_h && threadIdx.x == 0) entropy[row] = h;
-  const RngKey key{static_cast<uint64_t>(rng[0]), static_cast<uint64_t>(rng[1])};
-  for (int64_t j0 = 0; j0 < k; j0 += kWarps) {
-    const int nj = k - j0 < kWarps ? static_cast<int>(k - j0) : kWarps;
-    if (threadIdx.x < nj) {
-      const uint64_t stream = kDomainSample + key.offset + static_cast<uint64_t>(j0 + threadIdx.x);
-      sh.target[threadIdx.x] = row_uniform(key, static_cast<uint64_t>(row), stream) * z;
-      sh.winner[threadIdx.x] = kThreads;  // none yet (atomicMin keeps the lowest claimant)
-    }
-    __syncthreads();
-    if (mass > 0.0) {
-      for (int jj = 0; jj < nj; ++jj)
-        if (sh.target[jj] >= below && sh.target[jj] < below + mass) atomicMin(&sh.winner[jj], static_cast<int>(threadIdx.x));
-    }
-    __syncthreads();
-    for (int jj = 0; jj < nj; ++jj) {
-      const bool hit = sh.winner[jj] < kThreads;
-      if (threadIdx.x != (hit ? sh.winner[jj] : sh.last_nonzero)) continue;
-      // Walk this thread's tiles to the one holding the target (or the last
-      // non-empty one when rounding put the target on the total).
-      double cum = below, r = 0x1.fffffffffffffp-1;
-      int64_t pick = -1, last = -1;
-      for (int64_t t = t0; t < t1; ++t) {
-        const double ct = static_cast<double>(tiles[t].y) * tile_scale(t);
-        if (ct <= 0.0) continue;
-        last = t;
-        if (hit && sh.target[jj] < cum + ct) {
-          pick = t;
-          r = (sh.target[jj] - cum) / ct;
-          break;
-        }
-        cum += ct;
+    if (want_h && threadIdx.x == 0) entropy[row] = h;
+    const RngKey key{static_cast<uint64_t>(rng[0]), static_cast<uint64_t>(rng[1])};
+    for (int64_t j0 = 0; j0 < k; j0 += kWarps) {
+      const int nj = k - j0 < kWarps ? static_cast<int>(k - j0) : kWarps;
+      if (threadIdx.x < nj) {
+        const uint64_t stream = kDomainSample + key.offset + static_cast<uint64_t>(j0 + threadIdx.x);
+        sh.target[threadIdx.x] = row_uniform(key, static_cast<uint64_t>(row), stream) * z;
+        sh.winner[threadIdx.x] = kThreads;  // none yet (atomicMin keeps the lowest claimant)
       }
-      sh.win_tile[jj] = pick >= 0 ? pick : last;
-      sh.win_r[jj] = r < 0.0 ? 0.0 : (r >= 1.0 ? 0x1.fffffffffffffp-1 : r);
-    }
-    __syncthreads();
-
-    // pass 3: warp w finds draw j0 + w inside its tile (re-read, ~2 KB): the
-    // tile's items in token order are (j, lane); float64 warp scans find the token.
-    if (warp < nj) {
-      const int64_t tile = sh.win_tile[warp];
-      const float mt = tiles[tile].x;
-      float v[kTileVecs][kVec];
-      double e[kTileVecs];
-      double total = 0.0;
-#pragma unroll
-      for (int j = 0; j < kTileVecs; ++j) {
-        const int64_t w = tile * kTileItems + j * 32 + lane;
-        e[j] = 0.0;
-        if (w < rv.nitems) {
-          rv.load(w, v[j]);
-#pragma unroll
-          for (int q = 0; q < kVec; ++q) e[j] += static_cast<double>(exp2f((v[j][q] - mt) * c));
-        } else {
-#pragma unroll
-          for (int q = 0; q < kVec; ++q) v[j][q] = -INFINITY;
-        }
-        total += e[j];
+      __syncthreads();
+      if (mass > 0.0) {
+        for (int jj = 0; jj < nj; ++jj)
+          if (sh.target[jj] >= below && sh.target[jj] < below + mass) atomicMin(&sh.winner[jj], static_cast<int>(threadIdx.x));
       }
-      total = warp_sum(total);
-      const double target = sh.win_r[warp] * total;
-      double running = 0.0;
-      int64_t pick = -1, fallback = -1;
-#pragma unroll
-      for (int j = 0; j < kTileVecs; ++j) {
-        if (pick >= 0) break;
-        const double incl = warp_inclusive_scan(e[j], lane);
-        const unsigned cross = __ballot_sync(0xffffffffu, e[j] > 0.0 && running + incl > target);
-        const unsigned pos = __ballot_sync(0xffffffffu, e[j] > 0.0);
-        const int src = cross ? __ffs(cross) - 1 : (pos ? 31 - __clz(pos) : -1);
-        int64_t found = -1;
-        if (src >= 0 && lane == src) {
-          const int64_t start = rv.item_start(tile * kTileItems + j * 32 + lane);
-          double cum = running + incl - e[j];
-          int64_t last = -1;
-#pragma unroll
-          for (int q = 0; q < kVec; ++q) {
-            const double eq = static_cast<double>(exp2f((v[j][q] - mt) * c));
-            if (eq > 0.0) {
-              cum += eq;
-              last = start + q;
-              if (cross && found < 0 && cum > target) found = start + q;
-            }
+      __syncthreads();
+      for (int jj = 0; jj < nj; ++jj) {
+        const bool hit = sh.winner[jj] < kThreads;
+        if (threadIdx.x != (hit ? sh.winner[jj] : sh.last_nonzero)) continue;
+        // Walk this thread's tiles to the one holding the target (or the last
+        // non-empty one when rounding put the target on the total).
+        double cum = below, r = 0x1.fffffffffffffp-1;
+        int64_t pick = -1, last = -1;
+        for (int64_t t = t0; t < t1; ++t) {
+          const double ct = static_cast<double>(tiles[t].y) * tile_scale(t);
+          if (ct <= 0.0) continue;
+          last = t;
+          if (hit && sh.target[jj] < cum + ct) {
+            pick = t;
+            r = (sh.target[jj] - cum) / ct;
+            break;
           }
-          if (found < 0) found = last;
+          cum += ct;
         }
-        if (src >= 0) {
-          found = __shfl_sync(0xffffffffu, found, src);
-          if (cross) pick = found;
-          else fallback = found;
+        sh.win_tile[jj] = pick >= 0 ? pick : last;
+        sh.win_r[jj] = r < 0.0 ? 0.0 : (r >= 1.0 ? 0x1.fffffffffffffp-1 : r);
+      }
+      __syncthreads();
+
+      // pass 3: warp w finds draw j0 + w inside its tile (re-read, ~2 KB): the
+      // tile's items in token order are (j, lane); float64 warp scans find the token.
+      if (warp < nj) {
+        const int64_t tile = sh.win_tile[warp];
+        const float mt = tiles[tile].x;
+        float v[kTileVecs][kVec];
+        double e[kTileVecs];
+        double total = 0.0;
+  #pragma unroll
+        for (int j = 0; j < kTileVecs; ++j) {
+          const int64_t w = tile * kTileItems + j * 32 + lane;
+          e[j] = 0.0;
+          if (w < rv.nitems) {
+            rv.load(w, v[j]);
+  #pragma unroll
+            for (int q = 0; q < kVec; ++q) e[j] += static_cast<double>(exp2f((v[j][q] - mt) * c));
+          } else {
+  #pragma unroll
+            for (int q = 0; q < kVec; ++q) v[j][q] = -INFINITY;
+          }
+          total += e[j];
         }
-        running += __shfl_sync(0xffffffffu, incl, 31);
+        total = warp_sum(total);
+        const double target = sh.win_r[warp] * total;
+        double running = 0.0;
+        int64_t pick = -1, fallback = -1;
+  #pragma unroll
+        for (int j = 0; j < kTileVecs; ++j) {
+          if (pick >= 0) break;
+          const double incl = warp_inclusive_scan(e[j], lane);
+          const unsigned cross = __ballot_sync(0xffffffffu, e[j] > 0.0 && running + incl > target);
+          const unsigned pos = __ballot_sync(0xffffffffu, e[j] > 0.0);
+          const int src = cross ? __ffs(cross) - 1 : (pos ? 31 - __clz(pos) : -1);
+          int64_t found = -1;
+          if (src >= 0 && lane == src) {
+            const int64_t start = rv.item_start(tile * kTileItems + j * 32 + lane);
+            double cum = running + incl - e[j];
+            int64_t last = -1;
+  #pragma unroll
+            for (int q = 0; q < kVec; ++q) {
+              const double eq = static_cast<double>(exp2f((v[j][q] - mt) * c));
+              if (eq > 0.0) {
+                cum += eq;
+                last = start + q;
+                if (cross && found < 0 && cum > target) found = start + q;
+              }
+            }
+            if (found < 0) found = last;
+          }
+          if (src >= 0) {
+            found = __shfl_sync(0xffffffffu, found, src);
+            if (cross) pick = found;
+            else fallback = found;
+          }
+          running += __shfl_sync(0xffffffffu, incl, 31);
+        }
+        if (pick < 0) pick = fallback;
+        if (lane == 0) {
+          const float lv = VecTraits<T>::to_float(rv.row[pick]);
+          tok[(j0 + warp) * L] = pick;
+          logp[(j0 + warp) * L] = static_cast<float>(static_cast<double>(lv - m) * inv_t - log_z);
+        }
       }
-      if (pick < 0) pick = fallback;
-      if (lane == 0) {
-        const float lv = VecTraits<T>::to_float(rv.row[pick]);
-        tok[(j0 + warp) * L] = pick;
-        logp[(j0 + warp) * L] = static_cast<float>(static_cast<double>(lv - m) * inv_t - log_z);
-      }
+      __syncthreads();  // the next chunk reuses sh.target / winner / win_*
     }
-    __syncthreads();  // the next chunk reuses sh.target / winner / win_*
-  }
   }  // !greedy
 }
 
