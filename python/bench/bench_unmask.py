@@ -26,13 +26,15 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_sampling  # noqa: E402  (shared device facts)
 
 try:
     import edlm_ext
@@ -85,18 +87,9 @@ def threshold_torch(x_t, x0, confidence, mask_id, threshold):
 
 
 def device_name(device: torch.device) -> str:
-    """GPU name, or CPU model name, torch's thread count and the CPU kernels' vector path."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model} ({torch.get_num_threads()} threads, {edlm_ext._C.cpu_simd()} path)"
+    """bench_sampling's device name, plus the CPU kernels' vector path on CPU."""
+    name = bench_sampling.device_name(device)
+    return name if device.type == "cuda" else f"{name[:-1]}, {edlm_ext._C.cpu_simd()} path)"
 
 
 def time_ms(fn, device: torch.device, warmup: int, repeats: int) -> float:
