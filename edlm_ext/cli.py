@@ -3,7 +3,7 @@
 ``sample`` uses the models shipped in edlm_ext/assets (trained on the Austen corpus:
 prints texts) when present, else (or with ``--models tiny``) the tiny randomly
 initialised models of :mod:`edlm_ext.models` (the same weights on every rank, from
-``--model-seed``). ``train`` runs :mod:`edlm_ext.train`. Under ``torchrun --nproc-per-node N``
+``--model-seed``). ``eval`` scores a JSONL of samples; ``train`` runs :mod:`edlm_ext.train`. Under ``torchrun --nproc-per-node N``
 the samples are split across ranks (gloo on CPU, nccl on GPU) and rank 0 writes all of
 them to ``--output``: one JSON object per line, ``{"index": i, "rank": r, "tokens": [...]}``, in index
 order. Each rank draws from its own stream (seed, rank), so samples depend on N.
@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="shipped: the models trained on the Austen corpus (default when present); tiny: random")
     s.add_argument("--prompt", default=None, help="shipped models: text the samples continue (fixed prefix)")
     s.add_argument("--output", default=None, help="JSONL file written by rank 0 (default: print only)")
+    e = sub.add_parser("eval", help="metrics of samples in a JSONL file (entropy, Gen PPL under our AR / SmolLM2)")
+    e.add_argument("input", help="JSONL written by `sample` (shipped models: token ids of the Austen BPE)")
+    e.add_argument("--judge", action="store_true", help="also Gen PPL under SmolLM2-135M (optional extra)")
     t = sub.add_parser("train", help="train a model on the Austen corpus (see python -m edlm_ext.train -h)")
     t.add_argument("args", nargs=argparse.REMAINDER)
     return p
@@ -183,6 +186,29 @@ def _report(records, stats, text, a) -> None:
           f"seconds_per_sample={secs / max(1, len(records)):.3f}")
 
 
+def cmd_eval(a) -> int:
+    from .data import load_tokenizer, special_ids
+    from .evaluate import evaluate
+    from .train import load_model
+
+    if not _shipped_available():
+        raise SystemExit("eval needs the shipped models in edlm_ext/assets")
+    with open(a.input) as f:
+        tokens = torch.tensor([json.loads(line)["tokens"] for line in f if line.strip()])
+    tok = load_tokenizer()
+    eot, _ = special_ids(tok)
+    if int(tokens.max()) >= tok.get_vocab_size():
+        raise SystemExit(f"{a.input}: token ids beyond the Austen vocabulary (samples of --models tiny?)")
+    judge = None
+    if a.judge:
+        from .judge import SmolLM2Judge
+
+        judge = SmolLM2Judge()
+    m = evaluate(tokens, tok, eot, ar_model=load_model(os.path.join(ASSETS, "ar")), judge=judge)
+    print(f"samples={tokens.shape[0]} " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
+    return 0
+
+
 def cmd_train(a) -> int:
     from .train import main as train_main
 
@@ -192,4 +218,4 @@ def cmd_train(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return {"sample": cmd_sample, "train": cmd_train}[args.command](args)
+    return {"sample": cmd_sample, "eval": cmd_eval, "train": cmd_train}[args.command](args)

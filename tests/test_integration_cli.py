@@ -67,3 +67,21 @@ def test_sample_with_the_shipped_models_prints_text(capsys):
                  "--steps", "8", "--k", "2", "--window", "0.5", "--prompt", "Emma Woodhouse,"]) == 0
     out = capsys.readouterr().out
     assert out.count("--- sample") == 2 and "Emma Woodhouse," in out and "method=edlm-ar" in out
+
+
+def test_eval_scores_a_sample_file(tmp_path, capsys):
+    from edlm_ext.cli import _shipped_available
+
+    if not _shipped_available():
+        pytest.skip("no trained models in edlm_ext/assets")
+    out = tmp_path / "s.jsonl"
+    assert main(["sample", "--models", "shipped", "--num-samples", "2", "--seq-len", "16", "--steps", "4",
+                 "--output", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("samples=2 ") and "gen_ppl_ar=" in line and "entropy_nats=" in line
+    tiny = tmp_path / "t.jsonl"
+    tiny.write_text(json.dumps({"index": 0, "tokens": [10**6]}) + "\n")
+    with pytest.raises(SystemExit, match="beyond the Austen vocabulary"):
+        main(["eval", str(tiny)])
