@@ -35,3 +35,18 @@ def rng_tensor(device: torch.device, generator: torch.Generator | None, seed: in
             raise ValueError(f"generator is on {generator.device} but the op runs on {device}")
     key = torch.randint(_I64_MIN, _I64_MAX, (1,), generator=generator, device=device, dtype=torch.int64)
     return torch.cat([key, key.new_zeros(1)])
+
+
+def resolve_generator(device: torch.device, generator: torch.Generator | None, seed: int | None) -> torch.Generator:
+    """One generator for a multi-op loop (sampler, generate): the given one, or a new
+    one on `device` seeded with `seed` (or from fresh entropy when seed is None)."""
+    if generator is not None:
+        if seed is not None:
+            raise ValueError("pass either generator= or seed=, not both")
+        return generator
+    gen = torch.Generator(device=device)
+    if seed is not None:
+        gen.manual_seed(seed)
+    else:
+        gen.seed()
+    return gen

@@ -19,6 +19,7 @@ from typing import Callable
 
 import torch
 
+from ._rng import resolve_generator
 from .ops import importance_resample, masked_sample, sample_proposals, unmask, unmask_confident
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -255,14 +256,7 @@ def sample(
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")
     device = torch.device(device)
-    if generator is None:
-        generator = torch.Generator(device=device)
-        if seed is not None:
-            generator.manual_seed(seed)
-        else:
-            generator.seed()
-    elif seed is not None:
-        raise ValueError("pass either generator= or seed=, not both")
+    generator = resolve_generator(device, generator, seed)
 
     stats = SampleStats(tokens=batch_size * seq_len)
     t_start = time.perf_counter()

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._rng import resolve_generator
 from ..ops import masked_sample, unmask_confident
 from ..sampler import propose_and_resample
 
@@ -154,14 +155,7 @@ def generate(model, prompt: torch.Tensor, *, mask_id: int, gen_length: int = 128
     use_is = energy is not None and k > 1
     if use_is and temperature == 0:
         raise ValueError("importance sampling (energy with k > 1) needs temperature > 0")
-    if generator is None:
-        generator = torch.Generator(device=prompt.device)
-        if seed is not None:
-            generator.manual_seed(seed)
-        else:
-            generator.seed()
-    elif seed is not None:
-        raise ValueError("pass either generator= or seed=, not both")
+    generator = resolve_generator(prompt.device, generator, seed)
     B, P = prompt.shape
     device = prompt.device
     x = torch.cat([prompt, torch.full((B, gen_length), mask_id, dtype=torch.long, device=device)], dim=1)
