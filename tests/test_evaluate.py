@@ -45,3 +45,36 @@ def test_smollm2_judge_prefers_real_text():
                 "acknowledged, in is a"]
     assert judge.perplexity(real) < judge.perplexity(shuffled) / 5
     assert judge.perplexity(real) < 60
+
+
+def _coverage(interval, reps=400, m=64, seed=0):
+    """How often interval(sums, counts) covers the true perplexity exp(5) when every
+    sample has its own mean NLL (sample-level effect sd 0.5, token sd 1)."""
+    g = torch.Generator().manual_seed(seed)
+    hits = 0
+    for _ in range(reps):
+        counts = torch.randint(100, 141, (m,), generator=g)
+        mu = 5.0 + 0.5 * torch.randn(m, generator=g, dtype=torch.float64)
+        sums = [float((mu[i] + torch.randn(int(counts[i]), generator=g, dtype=torch.float64)).sum())
+                for i in range(m)]
+        _, lo, hi = interval(sums, counts.tolist())
+        hits += lo <= math.exp(5.0) <= hi
+    return hits, reps
+
+
+def test_ppl_interval_covers_at_its_nominal_rate():
+    from .stats import Z_CRIT, binomial_z
+
+    ppl, lo, hi = evaluate.ppl_interval([10.0, 12.0], [5, 5])
+    assert abs(ppl - math.exp(2.2)) < 1e-12 and lo < ppl < hi
+    hits, reps = _coverage(evaluate.ppl_interval)
+    assert abs(binomial_z(hits, reps, 0.95)) < Z_CRIT
+
+    def tokens_as_units(sums, counts):  # known wrong: ignores that tokens of one sample share its mean
+        n = sum(counts)
+        mean = sum(sums) / n
+        se = 1.0 / math.sqrt(n)
+        return math.exp(mean), math.exp(mean - 1.96 * se), math.exp(mean + 1.96 * se)
+
+    hits, reps = _coverage(tokens_as_units)
+    assert abs(binomial_z(hits, reps, 0.95)) > Z_CRIT

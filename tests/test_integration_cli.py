@@ -85,3 +85,17 @@ def test_eval_scores_a_sample_file(tmp_path, capsys):
     tiny.write_text(json.dumps({"index": 0, "tokens": [10**6]}) + "\n")
     with pytest.raises(SystemExit, match="beyond the Austen vocabulary"):
         main(["eval", str(tiny)])
+
+
+def test_bench_runs_a_microbenchmark_and_writes_csv(tmp_path, capsys):
+    import csv
+
+    out = tmp_path / "bench.csv"
+    assert main(["bench", "sampling", "--quick", "--device", "cpu", "--baselines", "mdlm", "--dtypes", "fp32",
+                 "--masked", "all", "--csv", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["method"] for r in rows] == ["ours", "mdlm"]
+    assert all(float(r["ms"]) > 0 for r in rows) and float(rows[0]["speedup_vs_ours"]) == 1.0
+    assert "x ours" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["bench", "nonsense"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 import time
 from pathlib import Path
@@ -34,15 +35,43 @@ OUT = Path(__file__).resolve().parent / "results"
 
 
 @torch.no_grad()
-def ar_samples(ar, n: int, seq_len: int, bos: int, seed: int) -> torch.Tensor:
+def ar_samples(ar, n: int, seq_len: int, bos: int, seed: int, device=torch.device("cpu")) -> torch.Tensor:
     """Ancestral samples of the AR model (temperature 1), with edlm_ext's exact sampler."""
-    x = torch.full((n, 1), bos, dtype=torch.long)
-    g = torch.Generator().manual_seed(seed)
+    x = torch.full((n, 1), bos, dtype=torch.long, device=device)
+    g = torch.Generator(device=device).manual_seed(seed)
+    masked = torch.ones((n, 1), dtype=torch.long, device=device)
     for _ in range(seq_len):
-        logits = ar(x)[:, -1:].contiguous()
-        nxt, _ = edlm_ext.masked_sample(logits, torch.full((n, 1), 1, dtype=torch.long), 1, generator=g)
+        logits = ar(x)[:, -1:].float().contiguous()
+        nxt, _ = edlm_ext.masked_sample(logits, masked, 1, generator=g)
         x = torch.cat([x, nxt], dim=1)
     return x[:, 1:]
+
+
+def _autocast(name: str, device: torch.device):
+    """The autocast context of the sampling runs (bf16: AMX on recent Xeons, tensor cores on GPUs)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=name == "bf16")
+
+
+def _read_rows(path: Path) -> list[dict]:
+    """Rows of an earlier (interrupted) run of the same CSV, numbers parsed."""
+    if not path.exists():
+        return []
+    rows = []
+    with path.open() as f:
+        for r in csv.DictReader(f):
+            rows.append({k: (v if k == "method" else (float(v) if v not in ("", None) else None)) for k, v in r.items()})
+    for r in rows:
+        r["steps"] = int(r["steps"])
+    return rows
+
+
+def _write_rows(rows: list[dict], path: Path) -> None:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
 
 
 def main(argv=None):
@@ -54,14 +83,20 @@ def main(argv=None):
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--window", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--autocast", choices=("bf16", "none"), default="bf16",
+                    help="autocast of the model forwards while sampling (evaluation runs in float32)")
     ap.add_argument("--no-judge", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="keep the rows already in --out, run the missing ones")
     ap.add_argument("--out", type=Path, default=OUT / "edlm_table.csv")
     a = ap.parse_args(argv)
+    device = torch.device(a.device)
 
     tok = data.load_tokenizer()
     eot, mask = data.special_ids(tok)
-    den, ar = load_model(ASSETS / "denoiser"), load_model(ASSETS / "ar")
-    nce = load_model(ASSETS / "nce") if (ASSETS / "nce" / "model.safetensors").exists() else None
+    den, ar = load_model(ASSETS / "denoiser").to(device), load_model(ASSETS / "ar").to(device)
+    ar_eval = load_model(ASSETS / "ar")  # float32 CPU copy for Gen PPL
+    nce = load_model(ASSETS / "nce").to(device) if (ASSETS / "nce" / "model.safetensors").exists() else None
     judge = None
     if not a.no_judge:
         from edlm_ext.judge import SmolLM2Judge
@@ -70,41 +105,110 @@ def main(argv=None):
     energies = {"mdlm": None, "edlm-ar": edlm_ext.AREnergy(ar, carry_over=True, bos_id=eot)}
     if nce is not None:
         energies["edlm-nce"] = edlm_ext.NCEEnergy(nce)
-    rows = []
+    rows = _read_rows(a.out) if a.resume else []
+    done = {(r["method"], r["steps"]) for r in rows}
 
-    def record(method, steps, tokens, stats=None):
-        m = evaluate.evaluate(tokens, tok, eot, ar_model=ar, judge=judge, stats=stats)
+    def record(method, steps, tokens, stats=None, seconds=None):
+        m = evaluate.evaluate(tokens.cpu(), tok, eot, ar_model=ar_eval, judge=judge, stats=stats)
         row = {"method": method, "steps": steps, "num_samples": tokens.shape[0], **m}
+        if seconds is not None:
+            row["seconds_per_sample"] = seconds / tokens.shape[0]
+        if stats is not None and stats.ess:
+            row["mean_ess"] = sum(stats.ess) / len(stats.ess)
         rows.append(row)
+        _write_rows(rows, a.out)  # row by row: an interrupted run keeps what it finished (--resume)
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
 
-    for method in a.methods.split(","):
+    grid = [(m, int(s)) for m in a.methods.split(",") for s in a.steps.split(",")]
+    for method, steps in grid:
         if method not in energies:
             print(f"skipping {method}: no model", flush=True)
             continue
-        for steps in (int(s) for s in a.steps.split(",")):
-            with torch.no_grad():
-                out = edlm_ext.sample(den, batch_size=a.num_samples, seq_len=a.seq_len, mask_id=mask, steps=steps,
-                                      energy=energies[method], k=a.k, window=a.window, seed=a.seed)
-            record(method, steps, out.tokens, out.stats)
-    t0 = time.perf_counter()
-    ar_toks = ar_samples(ar, a.num_samples, a.seq_len, eot, a.seed)
-    record("ar", a.seq_len, ar_toks)
-    rows[-1]["seconds_per_sample"] = (time.perf_counter() - t0) / a.num_samples
-    valid = data.Batches(data.token_stream("valid", tok), a.num_samples, a.seq_len).fixed(1)[0]
-    record("data", 0, valid)
-
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    keys = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
-    with a.out.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
+        if (method, steps) in done:
+            continue
+        with torch.no_grad(), _autocast(a.autocast, device):
+            out = edlm_ext.sample(den, batch_size=a.num_samples, seq_len=a.seq_len, mask_id=mask, steps=steps,
+                                  energy=energies[method], k=a.k, window=a.window, seed=a.seed, device=device)
+        record(method, steps, out.tokens, out.stats)
+    if ("ar", a.seq_len) not in done:
+        t0 = time.perf_counter()
+        with _autocast(a.autocast, device):
+            ar_toks = ar_samples(ar, a.num_samples, a.seq_len, eot, a.seed, device)
+        record("ar", a.seq_len, ar_toks, seconds=time.perf_counter() - t0)
+    if ("data", 0) not in done:
+        valid = data.Batches(data.token_stream("valid", tok), a.num_samples, a.seq_len).fixed(1)[0]
+        record("data", 0, valid)
     print(f"wrote {a.out}")
     plot(rows, a.out)
+    md = a.out.with_suffix(".md")
+    md.write_text(markdown(rows, a))
+    print(md.read_text())
+
+
+def _metric(rows) -> str:
+    return "gen_ppl_smollm2" if any(r.get("gen_ppl_smollm2") for r in rows) else "gen_ppl_ar"
+
+
+def _crossing(pts: list[dict], key: str, target: float) -> tuple[float, float] | None:
+    """Where a method's Gen PPL curve first reaches target: (steps, seconds per sample),
+    interpolated linearly in log(steps), log(seconds) and log(Gen PPL) between grid points."""
+    pts = sorted(pts, key=lambda r: r["steps"])
+    if pts and pts[0][key] <= target:
+        return float(pts[0]["steps"]), pts[0]["seconds_per_sample"]
+    for lo, hi in zip(pts, pts[1:]):
+        if hi[key] == target:
+            return float(hi["steps"]), hi["seconds_per_sample"]
+        if hi[key] < target < lo[key]:
+            f = (math.log(lo[key]) - math.log(target)) / (math.log(lo[key]) - math.log(hi[key]))
+            lerp = lambda a, b: math.exp(math.log(a) + f * (math.log(b) - math.log(a)))  # noqa: E731
+            return lerp(lo["steps"], hi["steps"]), lerp(lo["seconds_per_sample"], hi["seconds_per_sample"])
+    return None
+
+
+def speed_rows(rows: list[dict], key: str) -> list[dict]:
+    """The speed claim: steps and wall time each method needs to reach MDLM's Gen PPL at
+    its largest step count (the target), against MDLM's own steps and time there."""
+    mdlm = sorted((r for r in rows if r["method"] == "mdlm"), key=lambda r: r["steps"])
+    if not mdlm:
+        return []
+    target = mdlm[-1][key]
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows if r["method"] not in ("ar", "data")):
+        hit = _crossing([r for r in rows if r["method"] == method], key, target)
+        out.append({"method": method, "target_gen_ppl": target, "steps": hit[0] if hit else None,
+                    "seconds_per_sample": hit[1] if hit else None,
+                    "speedup_vs_mdlm": (mdlm[-1]["seconds_per_sample"] / hit[1]) if hit else None})
+    return out
+
+
+def markdown(rows: list[dict], a) -> str:
+    """The table and the speed claim as markdown (pasted into the report)."""
+    f = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    lines = [f"k = {a.k}, window = {a.window}, {a.num_samples} samples of {a.seq_len} tokens per row, seed {a.seed}, "
+             f"autocast {a.autocast}; Gen PPL with its 95% interval.", "",
+             "| method | steps | Gen PPL SmolLM2 | Gen PPL our AR | entropy (nats) | mean ESS | s / sample |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        cell = lambda k: (f"{r[k]:.0f} ({r[k + '_lo']:.0f}-{r[k + '_hi']:.0f})"  # noqa: E731
+                          if r.get(k) is not None else "-")
+        lines.append(f"| {r['method']} | {r['steps'] if r['method'] != 'data' else '-'} | {cell('gen_ppl_smollm2')} | "
+                     f"{cell('gen_ppl_ar')} | {r['entropy_nats']:.2f} | {f(r.get('mean_ess'), '.2f')} | "
+                     f"{f(r.get('seconds_per_sample'), '.2f')} |")
+    key = _metric(rows)
+    sp = speed_rows(rows, key)
+    if sp:
+        lines += ["", f"Speed at equal quality ({key}): steps and seconds per sample to reach MDLM's value at its "
+                      f"largest step count ({sp[0]['target_gen_ppl']:.0f}), interpolated in log-log.", "",
+                  "| method | steps | s / sample | speed-up vs MDLM |", "| --- | --- | --- | --- |"]
+        for r in sp:
+            lines.append(f"| {r['method']} | {f(r['steps'], '.0f')} | {f(r['seconds_per_sample'], '.2f')} | "
+                         f"{f(r['speedup_vs_mdlm'], '.2f')} |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(rows, out: Path) -> None:
+    """Gen PPL (with 95% intervals) vs steps and vs seconds per sample; AR samples and
+    validation data as horizontal reference lines. Both judges when present."""
     try:
         import matplotlib
 
@@ -112,26 +216,29 @@ def plot(rows, out: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    metric = "gen_ppl_smollm2" if any("gen_ppl_smollm2" in r for r in rows) else "gen_ppl_ar"
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for method in dict.fromkeys(r["method"] for r in rows if r["method"] not in ("ar", "data")):
-        pts = [r for r in rows if r["method"] == method]
-        axes[0].plot([r["steps"] for r in pts], [r[metric] for r in pts], marker="o", label=method)
-        axes[1].plot([r["seconds_per_sample"] for r in pts], [r[metric] for r in pts], marker="o", label=method)
-    for r in rows:
-        if r["method"] in ("ar", "data"):
-            for ax in axes:
-                ax.axhline(r[metric], ls="--", lw=1, color="gray")
-                ax.text(ax.get_xlim()[0], r[metric], r["method"], fontsize=8, va="bottom")
-    axes[0].set_xscale("log", base=2)
-    axes[0].set_xlabel("steps")
-    axes[1].set_xscale("log")
-    axes[1].set_xlabel("seconds per sample")
-    for ax in axes:
-        ax.set_ylabel(metric)
-        ax.legend()
+    keys = [k for k in ("gen_ppl_smollm2", "gen_ppl_ar") if any(r.get(k) for r in rows)]
+    fig, axes = plt.subplots(len(keys), 2, figsize=(11, 4 * len(keys)), squeeze=False)
+    for row_axes, key in zip(axes, keys):
+        for method in dict.fromkeys(r["method"] for r in rows if r["method"] not in ("ar", "data")):
+            pts = sorted((r for r in rows if r["method"] == method), key=lambda r: r["steps"])
+            y = [r[key] for r in pts]
+            err = [[r[key] - r[key + "_lo"] for r in pts], [r[key + "_hi"] - r[key] for r in pts]]
+            for ax, x in zip(row_axes, ([r["steps"] for r in pts], [r["seconds_per_sample"] for r in pts])):
+                ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method)
+        for ax, xlabel in zip(row_axes, ("steps", "seconds per sample")):
+            for r in rows:
+                if r["method"] in ("ar", "data") and r.get(key):
+                    ax.axhline(r[key], ls="--", lw=1, color="gray")
+                    ax.annotate("AR samples" if r["method"] == "ar" else "validation data", (0.01, r[key]),
+                                xycoords=("axes fraction", "data"), fontsize=8, va="bottom")
+            ax.set_xscale("log", base=2 if xlabel == "steps" else 10)
+            ax.set_yscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(key.replace("gen_ppl_", "Gen PPL, judge: "))
+            ax.legend()
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
