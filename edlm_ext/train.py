@@ -133,19 +133,25 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     train_b = Batches(token_stream("train", tok), cfg.batch_size, cfg.seq_len, seed=cfg.seed)
     valid = Batches(token_stream("valid", tok), cfg.batch_size, cfg.seq_len).fixed(cfg.eval_batches)
     step, elapsed, history = 0, 0.0, []
+    command = " ".join([Path(sys.executable).name, "-m", "edlm_ext.train", *sys.argv[1:]])
+    commands: list[dict] = []  # every run that trained these weights: {command, from_step, threads}
     state_path = out / "resume.pt"
     if state_path.exists():  # resume: weights (fp32), optimizer, step, clock, data RNG
         st = torch.load(state_path, weights_only=False)
         model.load_state_dict(load_file(str(out / "resume.safetensors")))
         opt.load_state_dict(st["opt"])
         step, elapsed, history = st["step"], st["elapsed"], st["history"]
+        commands = st.get("commands", [])
         train_b.gen.set_state(st["data_rng"])
         torch.set_rng_state(st["torch_rng"])
+
+    commands.append({"command": command, "from_step": step, "threads": torch.get_num_threads()})
 
     def checkpoint():
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "resume.safetensors"))
         torch.save({"opt": opt.state_dict(), "step": step, "elapsed": elapsed, "history": history,
-                    "data_rng": train_b.gen.get_state(), "torch_rng": torch.get_rng_state()}, state_path)
+                    "data_rng": train_b.gen.get_state(), "torch_rng": torch.get_rng_state(),
+                    "commands": commands}, state_path)
 
     bar = None
     if progress:
@@ -191,7 +197,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     (out / "config.json").write_text(json.dumps({"kind": cfg.kind, "mask_id": mask_id, "tokenizer": cfg.tokenizer,
                                                  **cfg.model.to_dict()}, indent=2))
     record = {
-        "command": " ".join([Path(sys.executable).name, "-m", "edlm_ext.train", *sys.argv[1:]]),
+        "command": command,
+        "commands": commands,  # with resumes: each run, from which step
         "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, no GPU",
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),

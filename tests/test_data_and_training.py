@@ -106,6 +106,7 @@ def test_train_resume_and_load(tmp_path, kind):
     assert rec["steps"] == 6 and all(v == v for v in rec["final"].values())
     rec2 = train(cfg(9), progress=False)  # resumes from step 6
     assert rec2["steps"] == 9 and rec2["history"][0]["step"] == 5
+    assert [c["from_step"] for c in rec2["commands"]] == [0, 6]
     model = load_model(tmp_path)
     x = torch.randint(2, 100, (2, 16))
     out = model(x) if kind == "ar" else model(x, None)
