@@ -27,7 +27,10 @@ ROWS = [_row("mdlm", 16, 400.0, 1.0), _row("mdlm", 64, 200.0, 4.0),
 
 
 def test_speed_claim_interpolates_in_log_log():
-    sp = {r["method"]: r for r in edlm_table.speed_rows(ROWS, "gen_ppl_smollm2")}
+    rows = edlm_table.speed_rows(ROWS, "gen_ppl_smollm2")
+    assert [(r["mdlm_steps"], r["method"]) for r in rows] == [
+        (s, m) for s in (16, 64) for m in ("mdlm", "edlm-ar", "edlm-nce")]
+    sp = {r["method"]: r for r in rows if r["mdlm_steps"] == 64}
     assert sp["mdlm"]["steps"] == 64 and sp["mdlm"]["speedup_vs_mdlm"] == 1.0
     # edlm-ar: log ppl falls linearly in log steps from 300 at 16 to 100 at 64; 200 is reached at
     # f = log(1.5) / log(3) of the way, i.e. 16 * 4**f steps and 2 * 4**f seconds
@@ -35,6 +38,8 @@ def test_speed_claim_interpolates_in_log_log():
     assert sp["edlm-ar"]["steps"] == pytest.approx(16 * 4 ** f)
     assert sp["edlm-ar"]["speedup_vs_mdlm"] == pytest.approx(4.0 / (2 * 4 ** f))
     assert sp["edlm-nce"]["steps"] is None  # never reaches 200
+    first = {r["method"]: r for r in rows if r["mdlm_steps"] == 16}  # target 400: edlm-ar is there at once
+    assert first["edlm-ar"]["steps"] == 16 and first["edlm-ar"]["speedup_vs_mdlm"] == pytest.approx(0.5)
 
 
 def test_markdown_and_resumable_csv(tmp_path):
@@ -42,7 +47,7 @@ def test_markdown_and_resumable_csv(tmp_path):
         k, window, num_samples, seq_len, seed, autocast = 8, 0.2, 64, 128, 0, "bf16"
 
     md = edlm_table.markdown(ROWS, Args)
-    assert "| edlm-ar | 64 | 100 (90-110) |" in md and "| edlm-nce | - | - | - |" in md
+    assert "| edlm-ar | 64 | 100 (90-110) |" in md and "| 64: 200 | edlm-nce | - | - | - |" in md
     path = tmp_path / "t.csv"
     edlm_table._write_rows(ROWS, path)
     back = edlm_table._read_rows(path)
