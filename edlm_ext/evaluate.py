@@ -71,11 +71,6 @@ def ar_perplexity(tokens: torch.Tensor, ar_model, bos_id: int, batch_size: int =
     return math.exp(sum(ar_nlls(tokens, ar_model, bos_id, batch_size)) / tokens.numel())
 
 
-def judge_perplexity(texts: list[str], judge) -> float:
-    """Generative perplexity of texts under the SmolLM2 judge (retokenized with its BPE)."""
-    return judge.perplexity([t for t in texts if t.strip()])
-
-
 def evaluate(tokens: torch.Tensor, tok, eot_id: int, *, ar_model=None, judge=None, stats=None) -> dict:
     """All metrics of one set of samples [N, L]: entropy, Gen PPL (our AR, the judge)
     with 95% intervals (``*_lo``, ``*_hi``), NFEs and seconds per sample from the
