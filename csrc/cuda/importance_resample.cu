@@ -1,13 +1,12 @@
-// CUDA launcher of edlm_ext::importance_resample (kernel: edlm/resample_cuda.cuh).
+// CUDA launcher of edlm_ext::importance_resample: checks and outputs here, the launch
+// itself in the torch-free edlm/resample_launch.cuh (also run by the CPU simulation).
 #include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "../checks.h"
-#include "edlm/resample_cuda.cuh"
+#include "edlm/resample_launch.cuh"
+#include "launcher.cuh"
 
 namespace edlm_ext {
 
@@ -22,18 +21,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> importanc
   auto ess = at::empty({B}, lw.options());                   // [B]
   auto index = at::empty({B}, proposals.options());          // [B] int64
   auto chosen = at::empty({B, L}, proposals.options());      // [B, L] int64
-  if (B == 0) return {weights, log_z, ess, index, chosen};
-  TORCH_CHECK(B <= std::numeric_limits<int32_t>::max(), "importance_resample: B too large for one launch");
-  auto rng_c = rng.contiguous();  // [2] {seed, offset}
-  constexpr int kThreads = 128;
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(lw.scalar_type(), "importance_resample_cuda", [&] {
-    edlm::cuda::importance_resample_kernel<scalar_t, kThreads><<<static_cast<unsigned>(B), kThreads, 0, stream>>>(
-        lw.data_ptr<scalar_t>(), k, proposals.data_ptr<int64_t>(), proposals.stride(0), proposals.stride(1),
-        proposals.stride(2), L, rng_c.data_ptr<int64_t>(), weights.data_ptr<scalar_t>(), log_z.data_ptr<scalar_t>(),
-        ess.data_ptr<scalar_t>(), index.data_ptr<int64_t>(), chosen.data_ptr<int64_t>());
-  });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  auto rng_c = rng.contiguous();                             // [2] {seed, offset}
+  const edlm::cuda::ResampleProblem problem{
+      to_dtype(lw.scalar_type()), lw.data_ptr(), proposals.data_ptr<int64_t>(), proposals.stride(0),
+      proposals.stride(1), proposals.stride(2), B, k, L, rng_c.data_ptr<int64_t>(), weights.data_ptr(),
+      log_z.data_ptr(), ess.data_ptr(), index.data_ptr<int64_t>(), chosen.data_ptr<int64_t>()};
+  CudaLauncher launch;
+  edlm::cuda::launch_importance_resample(problem, launch);
   return {weights, log_z, ess, index, chosen};
 }
 

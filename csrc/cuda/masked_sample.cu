@@ -1,36 +1,16 @@
-// CUDA launchers of edlm_ext::masked_sample and ::sample_proposals
-// (kernel: edlm/masked_sample_cuda.cuh).
+// CUDA launchers of edlm_ext::masked_sample and ::sample_proposals: argument checks and
+// output tensors here; which kernels run, with which grid and shared memory, is the
+// torch-free launch logic of edlm/masked_sample_launch.cuh (also run by the CPU
+// simulation in the test suite).
 #include <ATen/ATen.h>
-#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "../checks.h"
-#include "edlm/filter_cuda.cuh"
-#include "edlm/masked_sample_cuda.cuh"
+#include "edlm/masked_sample_launch.cuh"
+#include "launcher.cuh"
 
 namespace edlm_ext {
-
-namespace {
-
-template <typename T>
-int64_t tile_smem_bytes(int64_t V) {
-  // Per-tile stats; a row has at most V / kVec + 2 items (head and tail).
-  return edlm::cuda::num_tiles(V / edlm::cuda::VecTraits<T>::kVec + 2) * static_cast<int64_t>(sizeof(float4));
-}
-
-template <typename F>
-void dispatch_logits(at::ScalarType dtype, const F& f) {
-  switch (dtype) {
-    case at::kFloat: f(float{}); break;
-    case at::kBFloat16: f(edlm::cuda::Bf16{}); break;
-    case at::kHalf: f(edlm::cuda::F16{}); break;
-    default: TORCH_CHECK(false, "sample: unsupported dtype ", dtype);
-  }
-}
-
-}  // namespace
 
 // k draws per masked row -> (tokens [B, k, L] int64, logp [B, k, L] float32,
 // entropy [B, L] float32 or [0, L] when not asked for).
@@ -43,40 +23,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_cuda(const at::Tensor& log
   auto tokens = at::empty({B, k, L}, x_t.options());                                        // [B, k, L] int64
   auto logp = at::empty({B, k, L}, logits.options().dtype(at::kFloat));                     // [B, k, L] float32
   auto entropy = at::empty({want_entropy ? B : 0, L}, logits.options().dtype(at::kFloat));  // [B, L] or [0, L]
-  const int64_t rows = B * L;
-  if (rows * k == 0) return {tokens, logp, entropy};
-  TORCH_CHECK(rows <= std::numeric_limits<int32_t>::max(), "sample: B*L too large for one launch");
-  auto rng_c = rng.contiguous();  // [2] int64 {seed, offset}
-  const bool greedy = is_greedy(temperature);
-  const double inv_t = greedy ? 1.0 : 1.0 / temperature;  // greedy: statistics at T = 1
-  const float c = static_cast<float>(1.4426950408889634 * inv_t);
-  constexpr int kThreads = 256;
-  const dim3 grid(static_cast<unsigned>(rows));
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  at::Tensor thresh;  // [B*L] float32 per-row filter thresholds, only with filters
-  if (filter.active()) {
-    thresh = at::empty({rows}, logits.options().dtype(at::kFloat));
-    dispatch_logits(logits.scalar_type(), [&](auto tag) {
-      using T = decltype(tag);
-      edlm::cuda::filter_threshold_kernel<T, kThreads><<<grid, kThreads, 0, stream>>>(
-          reinterpret_cast<const T*>(logits.data_ptr()), logits.stride(0), logits.stride(1),
-          x_t.data_ptr<int64_t>(), x_t.stride(0), x_t.stride(1), L, V, mask_id, filter, inv_t,
-          thresh.data_ptr<float>());
-    });
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-  dispatch_logits(logits.scalar_type(), [&](auto tag) {
-    using T = decltype(tag);
-    const int64_t smem = tile_smem_bytes<T>(V);
-    TORCH_CHECK(smem <= 48 * 1024, "sample: V = ", V, " is too large for the CUDA kernel");
-    auto kernel = greedy ? edlm::cuda::sample_kernel<T, kThreads, true> : edlm::cuda::sample_kernel<T, kThreads, false>;
-    kernel<<<grid, kThreads, smem, stream>>>(
-        reinterpret_cast<const T*>(logits.data_ptr()), logits.stride(0), logits.stride(1),
-        x_t.data_ptr<int64_t>(), x_t.stride(0), x_t.stride(1), L, V, mask_id, k, c, inv_t,
-        filter.active() ? thresh.data_ptr<float>() : nullptr, rng_c.data_ptr<int64_t>(),
-        tokens.data_ptr<int64_t>(), logp.data_ptr<float>(), want_entropy ? entropy.data_ptr<float>() : nullptr);
-  });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  auto thresh = at::empty({filter.active() ? B * L : 0}, logits.options().dtype(at::kFloat));  // [B*L] scratch
+  auto rng_c = rng.contiguous();                                                            // [2] {seed, offset}
+  const edlm::cuda::SampleProblem problem{
+      to_dtype(logits.scalar_type()), logits.data_ptr(), logits.stride(0), logits.stride(1),
+      x_t.data_ptr<int64_t>(), x_t.stride(0), x_t.stride(1), B, L, V, mask_id, k, temperature, filter,
+      rng_c.data_ptr<int64_t>(), tokens.data_ptr<int64_t>(), logp.data_ptr<float>(),
+      want_entropy ? entropy.data_ptr<float>() : nullptr, filter.active() ? thresh.data_ptr<float>() : nullptr};
+  CudaLauncher launch;
+  edlm::cuda::launch_sample(problem, launch);
   return {tokens, logp, entropy};
 }
 

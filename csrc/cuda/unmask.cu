@@ -1,18 +1,13 @@
-// CUDA launchers of edlm_ext::unmask and edlm_ext::unmask_confident
-// (kernels: edlm/unmask_cuda.cuh).
+// CUDA launchers of edlm_ext::unmask and edlm_ext::unmask_confident: checks and outputs
+// here, the launches in the torch-free edlm/unmask_launch.cuh (also run by the CPU
+// simulation).
 #include <ATen/ATen.h>
-#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <torch/library.h>
 
-#include <algorithm>
-#include <limits>
-
 #include "../checks.h"
-#include "edlm/unmask_cuda.cuh"
+#include "edlm/unmask_launch.cuh"
+#include "launcher.cuh"
 
 namespace edlm_ext {
 
@@ -22,24 +17,13 @@ at::Tensor unmask_cuda(const at::Tensor& x_t, const at::Tensor& x0, int64_t mask
   const c10::cuda::CUDAGuard guard(x_t.device());
   const int64_t B = x_t.size(0), L = x_t.size(1);
   auto out = at::empty({B, L}, x_t.options());  // [B, L] int64
-  const int64_t total = B * L;
-  if (total == 0) return out;
-  auto rng_c = rng.contiguous();
-  constexpr int kThreads = 256;
-  const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t{1} << 20);
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  auto launch = [&](auto tag) {
-    using P = decltype(tag);
-    edlm::cuda::unmask_kernel<P><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-        x_t.data_ptr<int64_t>(), x_t.stride(0), x_t.stride(1), x0.data_ptr<int64_t>(), x0.stride(0), x0.stride(1),
-        p.data_ptr<P>(), p.stride(0), B, L, mask_id, rng_c.data_ptr<int64_t>(), out.data_ptr<int64_t>());
-  };
-  if (p.scalar_type() == at::kDouble) {
-    launch(double{});
-  } else {
-    launch(float{});
-  }
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  auto rng_c = rng.contiguous();                 // [2] {seed, offset}
+  const edlm::cuda::UnmaskProblem problem{x_t.data_ptr<int64_t>(), x_t.stride(0), x_t.stride(1),
+                                          x0.data_ptr<int64_t>(), x0.stride(0), x0.stride(1),
+                                          to_dtype(p.scalar_type()), p.data_ptr(), p.stride(0), B, L, mask_id,
+                                          rng_c.data_ptr<int64_t>(), out.data_ptr<int64_t>()};
+  CudaLauncher launch;
+  edlm::cuda::launch_unmask(problem, launch);
   return out;
 }
 
@@ -50,29 +34,14 @@ at::Tensor unmask_confident_cuda(const at::Tensor& x_t, const at::Tensor& x0, co
   const c10::cuda::CUDAGuard guard(x_t.device());
   const int64_t B = x_t.size(0), L = x_t.size(1);
   auto out = at::empty({B, L}, x_t.options());  // [B, L] int64
-  if (B * L == 0) return out;
-  TORCH_CHECK(L <= std::numeric_limits<int32_t>::max(), "unmask_confident: L too large for the CUDA kernel");
-  TORCH_CHECK(B <= std::numeric_limits<int32_t>::max(), "unmask_confident: B too large for one launch");
   const bool use_threshold = threshold.has_value();
-  const int64_t* np = use_threshold ? nullptr : n->data_ptr<int64_t>();
-  const int64_t ns = use_threshold ? 0 : n->stride(0);
-  const double thr = use_threshold ? *threshold : 0.0;
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  auto launch = [&](auto tag) {
-    using T = decltype(tag);
-    edlm::cuda::unmask_confident_kernel<T><<<static_cast<unsigned>(B), edlm::cuda::kSelectThreads, 0, stream>>>(
-        x_t.data_ptr<int64_t>(), x_t.stride(0), x_t.stride(1), x0.data_ptr<int64_t>(), x0.stride(0), x0.stride(1),
-        reinterpret_cast<const T*>(confidence.data_ptr()), confidence.stride(0), confidence.stride(1), np, ns, thr,
-        use_threshold, L, mask_id, out.data_ptr<int64_t>());
-  };
-  switch (confidence.scalar_type()) {
-    case at::kFloat: launch(float{}); break;
-    case at::kDouble: launch(double{}); break;
-    case at::kBFloat16: launch(__nv_bfloat16{}); break;
-    case at::kHalf: launch(__half{}); break;
-    default: TORCH_CHECK(false, "unmask_confident: unsupported confidence dtype");
-  }
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const edlm::cuda::ConfidentProblem problem{
+      x_t.data_ptr<int64_t>(), x_t.stride(0), x_t.stride(1), x0.data_ptr<int64_t>(), x0.stride(0), x0.stride(1),
+      to_dtype(confidence.scalar_type()), confidence.data_ptr(), confidence.stride(0), confidence.stride(1),
+      use_threshold ? nullptr : n->data_ptr<int64_t>(), use_threshold ? 0 : n->stride(0), use_threshold,
+      use_threshold ? *threshold : 0.0, B, L, mask_id, out.data_ptr<int64_t>()};
+  CudaLauncher launch;
+  edlm::cuda::launch_unmask_confident(problem, launch);
   return out;
 }
 

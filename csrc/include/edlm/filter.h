@@ -48,9 +48,11 @@ EDLM_HD float bits_float(uint32_t u) {
 #endif
 }
 
-// Monotone map float -> uint32 (a < b  <=>  key(a) < key(b), for non-NaN).
+// Monotone map float -> uint32 (a < b  <=>  key(a) < key(b), for non-NaN) that keeps
+// the float order's equalities too: -0.0 and +0.0 get one key, so a -0.0 tied with a
+// +0.0 at a threshold is kept like every other tie (the CUDA kernels compare floats).
 EDLM_HD uint32_t order_key(float x) {
-  const uint32_t u = float_bits(x);
+  const uint32_t u = float_bits(x) == 0x80000000u ? 0u : float_bits(x);
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 EDLM_HD float key_value(uint32_t key) { return bits_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key); }
@@ -58,7 +60,8 @@ EDLM_HD float key_value(uint32_t key) { return bits_float((key & 0x80000000u) ? 
 // One radix step: given the 256-bucket histogram of the measure over keys that
 // match the prefix so far, the bucket (scanned from the top) where the running
 // measure `above` first reaches target; `above` becomes the measure above it.
-EDLM_HD int radix_pick_bucket(const uint64_t* hist, uint64_t target, uint64_t& above) {
+template <typename Count>  // uint64_t (CPU) or unsigned long long (CUDA shared-memory atomics)
+EDLM_HD int radix_pick_bucket(const Count* hist, uint64_t target, uint64_t& above) {
   int b = 255;
   for (; b > 0; --b) {
     if (above + hist[b] >= target) break;

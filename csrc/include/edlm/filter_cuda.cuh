@@ -30,6 +30,10 @@ EDLM_DEVICE uint32_t block_radix_select(const RowView<T>& rv, uint64_t target, d
                                         FilterShared<kThreads>& sh) {
   constexpr int kVec = RowView<T>::kVec;
   uint32_t prefix_mask = 0;
+  // Every thread has read the previous call's result (sh.prefix, sh.total) before
+  // thread 0 resets them for this one: a top-k select followed by a top-p select
+  // otherwise races (found by the CUDA simulation; tests/agreement.py, filt_*_k50p09).
+  __syncthreads();
   if (threadIdx.x == 0) {
     sh.prefix = 0;
     sh.above = 0;
@@ -60,7 +64,7 @@ EDLM_DEVICE uint32_t block_radix_select(const RowView<T>& rv, uint64_t target, d
         sh.prefix = 0;  // keep everything
       } else {
         uint64_t above = sh.above;
-        const int bucket = radix_pick_bucket(reinterpret_cast<const uint64_t*>(sh.hist), goal, above);
+        const int bucket = radix_pick_bucket(sh.hist, goal, above);
         sh.above = above;
         sh.prefix = prefix | (static_cast<uint32_t>(bucket) << shift);
       }
@@ -84,7 +88,7 @@ __global__ void __launch_bounds__(kThreads)
                             int64_t xsb, int64_t xsl, int64_t L, int64_t V, int64_t mask_id, Filter f, double inv_t,
                             float* __restrict__ thresh) {
   constexpr int kVec = RowView<T>::kVec;
-  __shared__ FilterShared<kThreads> sh;
+  EDLM_SHARED(FilterShared<kThreads>, sh);
   const int64_t row = blockIdx.x;
   const int64_t b = row / L, l = row % L;
   if (xt[b * xsb + l * xsl] != mask_id) {

@@ -35,20 +35,31 @@ struct F16 {
 
 template <typename T>
 struct VecTraits;
+// kVec elements per 16-byte vector; element j of a loaded vector from its four 32-bit
+// words (bit operations, not a pointer cast: no type punning).
 template <>
 struct VecTraits<float> {
   static constexpr int kVec = 4;
   static EDLM_DEVICE float to_float(float x) { return x; }
+  static EDLM_DEVICE float element(const uint4& w, int j) {
+    return __uint_as_float(j == 0 ? w.x : j == 1 ? w.y : j == 2 ? w.z : w.w);
+  }
 };
+EDLM_DEVICE uint16_t half_word(const uint4& w, int j) {  // 16-bit element j of 8
+  const uint32_t word = j < 2 ? w.x : j < 4 ? w.y : j < 6 ? w.z : w.w;
+  return static_cast<uint16_t>(j & 1 ? word >> 16 : word & 0xffffu);
+}
 template <>
 struct VecTraits<Bf16> {
   static constexpr int kVec = 8;
   static EDLM_DEVICE float to_float(Bf16 x) { return __uint_as_float(static_cast<uint32_t>(x.bits) << 16); }
+  static EDLM_DEVICE float element(const uint4& w, int j) { return to_float(Bf16{half_word(w, j)}); }
 };
 template <>
 struct VecTraits<F16> {
   static constexpr int kVec = 8;
   static EDLM_DEVICE float to_float(F16 x) { return __half2float(__ushort_as_half(x.bits)); }
+  static EDLM_DEVICE float element(const uint4& w, int j) { return to_float(F16{half_word(w, j)}); }
 };
 
 // A row is split into work items of kVec elements: item 0 is the head before the
@@ -78,9 +89,8 @@ struct RowView {
     const int64_t start = item_start(w);
     if (w >= 1 && w <= nbody) {
       const uint4 raw = __ldg(reinterpret_cast<const uint4*>(row + start));
-      const T* e = reinterpret_cast<const T*>(&raw);
 #pragma unroll
-      for (int j = 0; j < kVec; ++j) v[j] = VecTraits<T>::to_float(e[j]);
+      for (int j = 0; j < kVec; ++j) v[j] = VecTraits<T>::element(raw, j);
     } else {
       const int64_t end = w == 0 ? head : V;
 #pragma unroll
@@ -188,8 +198,8 @@ __global__ void __launch_bounds__(kThreads, 4)
                   float* __restrict__ out_logp, float* __restrict__ entropy) {
   constexpr int kVec = RowView<T>::kVec;
   constexpr int kWarps = kThreads / 32;
-  __shared__ BlockShared<kThreads> sh;
-  extern __shared__ float4 tiles[];
+  EDLM_SHARED(BlockShared<kThreads>, sh);
+  EDLM_DYNAMIC_SHARED(float4, tiles);
   const int64_t row = blockIdx.x;
   const int64_t b = row / L, l = row % L;
   int64_t* tok = out_tok + b * k * L + l;  // draw j at tok[j * L]
@@ -303,7 +313,7 @@ __global__ void __launch_bounds__(kThreads, 4)
     return;
   } else {
     if (want_h && threadIdx.x == 0) entropy[row] = h;
-    const RngKey key{static_cast<uint64_t>(rng[0]), static_cast<uint64_t>(rng[1])};
+    const RngKey key = load_rng_key(rng);
     for (int64_t j0 = 0; j0 < k; j0 += kWarps) {
       const int nj = k - j0 < kWarps ? static_cast<int>(k - j0) : kWarps;
       if (threadIdx.x < nj) {

@@ -22,7 +22,7 @@ __global__ void __launch_bounds__(kThreads)
                                int64_t ps1, int64_t ps2, int64_t L, const int64_t* __restrict__ rng,
                                W* __restrict__ weights, W* __restrict__ log_z, W* __restrict__ ess,
                                int64_t* __restrict__ index, int64_t* __restrict__ chosen) {
-  __shared__ int64_t s_index;
+  EDLM_SHARED(int64_t, s_index);
   const int64_t b = blockIdx.x;
   const W* row = lw + b * k;
   if (threadIdx.x < 32) {
@@ -54,7 +54,7 @@ __global__ void __launch_bounds__(kThreads)
         log_z[b] = static_cast<W>(m + log(z));
         ess[b] = static_cast<W>(z * z / sq);
       }
-      const RngKey key{static_cast<uint64_t>(rng[0]), static_cast<uint64_t>(rng[1])};
+      const RngKey key = load_rng_key(rng);
       const double target = row_uniform(key, static_cast<uint64_t>(b), kDomainResample + key.offset) * z;
       double running = 0.0;
       int64_t found = -1, last = 0;

@@ -106,7 +106,7 @@ __global__ void unmask_kernel(const int64_t* __restrict__ xt, int64_t xsb, int64
                               const int64_t* __restrict__ x0, int64_t zsb, int64_t zsl, const P* __restrict__ p,
                               int64_t ps, int64_t B, int64_t L, int64_t mask_id, const int64_t* __restrict__ rng,
                               int64_t* __restrict__ out) {
-  const RngKey key{static_cast<uint64_t>(rng[0]), static_cast<uint64_t>(rng[1])};
+  const RngKey key = load_rng_key(rng);
   const int64_t total = B * L;
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t pos = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; pos < total; pos += step) {
@@ -130,7 +130,7 @@ __global__ void __launch_bounds__(kSelectThreads)
                             int64_t mask_id, int64_t* __restrict__ out) {
   using namespace unmask_detail;
   constexpr int kThreads = kSelectThreads;
-  __shared__ SelectShared<kThreads> sh;
+  EDLM_SHARED(SelectShared<kThreads>, sh);
   const int64_t b = blockIdx.x;
   const ConfidentRow<T> row{xt + b * xsb, xsl, conf + b * csb, csl, mask_id};
   const int64_t* zrow = x0 + b * zsb;

@@ -1,0 +1,84 @@
+// Launch logic of masked_sample and sample_proposals (kernels: masked_sample_cuda.cuh,
+// filter_cuda.cuh), torch-free, shared by csrc/cuda/masked_sample.cu and the CPU
+// simulation (edlm/launch.h says how).
+#pragma once
+#include <string>
+
+#include "edlm/filter.h"
+#include "edlm/filter_cuda.cuh"
+#include "edlm/launch.h"
+#include "edlm/masked_sample_cuda.cuh"
+#include "edlm/temperature.h"
+
+namespace edlm {
+namespace cuda {
+
+// One masked_sample / sample_proposals call, in device pointers and element strides.
+struct SampleProblem {
+  DType dtype;                // of logits: kFloat32, kBFloat16 or kFloat16
+  const void* logits;         // [B, L, V], row (b, l) at b*sb + l*sl, stride(2) == 1
+  int64_t sb, sl;
+  const int64_t* xt;          // [B, L], (b, l) at b*xsb + l*xsl
+  int64_t xsb, xsl;
+  int64_t B, L, V, mask_id, k;
+  double temperature;         // >= 0 (edlm/temperature.h)
+  Filter filter;
+  const int64_t* rng;         // [2] {seed, offset}
+  int64_t* tokens;            // [B, k, L] contiguous
+  float* logp;                // [B, k, L] contiguous
+  float* entropy;             // [B*L], or nullptr: not wanted
+  float* thresh;              // scratch [B*L] when filter.active(), else unused
+};
+
+constexpr int kSampleThreads = 256;
+
+// dtype -> f(tag), tag of the kernels' element type (float, Bf16, F16).
+template <typename F>
+void dispatch_logits(DType dtype, const F& f) {
+  switch (dtype) {
+    case DType::kFloat32: f(float{}); break;
+    case DType::kBFloat16: f(Bf16{}); break;
+    case DType::kFloat16: f(F16{}); break;
+    default: break;  // the launch function rejects it first
+  }
+}
+
+// Dynamic shared memory of sample_kernel: one float4 of tile statistics per tile; a
+// row has at most V / kVec + 2 items (head and tail).
+template <typename T>
+size_t sample_tile_smem_bytes(int64_t V) {
+  return static_cast<size_t>(num_tiles(V / VecTraits<T>::kVec + 2)) * sizeof(float4);
+}
+
+// The filter pre-pass (when a filter is active), then the sampling kernel; one block per
+// row, no host synchronization.
+template <typename Launcher>
+void launch_sample(const SampleProblem& p, Launcher& launch) {
+  if (p.dtype != DType::kFloat32 && p.dtype != DType::kBFloat16 && p.dtype != DType::kFloat16)
+    launch.fail("sample: logits must be float32, bfloat16 or float16");
+  const int64_t rows = p.B * p.L;
+  if (rows == 0 || p.k == 0) return;
+  if (rows > kMaxGridBlocks) launch.fail("sample: B*L = " + std::to_string(rows) + " is too large for one launch");
+  const Tempered tp = tempered(p.temperature);
+  const dim3 grid(static_cast<unsigned>(rows));
+  dispatch_logits(p.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const auto* logits = static_cast<const T*>(p.logits);
+    auto kernel = tp.greedy ? sample_kernel<T, kSampleThreads, true> : sample_kernel<T, kSampleThreads, false>;
+    const size_t smem = sample_tile_smem_bytes<T>(p.V);
+    const size_t static_smem = launch.static_smem(kernel, sizeof(BlockShared<kSampleThreads>));
+    if (static_smem + smem > kSharedMemoryLimit)
+      launch.fail("sample: V = " + std::to_string(p.V) + " is too large for the CUDA kernel (" +
+                  std::to_string(static_smem + smem) + " bytes of shared memory per block, the limit is " +
+                  std::to_string(kSharedMemoryLimit) + ")");
+    if (p.filter.active())
+      launch(filter_threshold_kernel<T, kSampleThreads>, grid, dim3(kSampleThreads), 0, logits, p.sb, p.sl, p.xt,
+             p.xsb, p.xsl, p.L, p.V, p.mask_id, p.filter, tp.inv_t, p.thresh);
+    launch(kernel, grid, dim3(kSampleThreads), smem, logits, p.sb, p.sl, p.xt, p.xsb, p.xsl, p.L, p.V, p.mask_id,
+           p.k, tp.c, tp.inv_t, p.filter.active() ? static_cast<const float*>(p.thresh) : nullptr, p.rng, p.tokens,
+           p.logp, p.entropy);
+  });
+}
+
+}  // namespace cuda
+}  // namespace edlm
