@@ -307,8 +307,11 @@ def test_ar_energy_without_bos_is_exact_while_position_0_is_fixed():
 def test_ar_energy_without_bos_refuses_a_masked_position_0():
     g = GROUPS[-1]
     assert bool(g.masked[0])
+    x_t = g.x_t.expand(g.cells.shape[0], L)
     with pytest.raises(ValueError, match="bos_id"):
-        _call(_ar(False), g.cells, g.x_t.expand(g.cells.shape[0], L), g.log_q(g.cells))
+        _call(_ar(False), g.cells, x_t, g.log_q(g.cells))
+    with pytest.raises(ValueError, match="log_q"):
+        _ar(True)(g.cells, x_t, log_q=g.log_q(g.cells)[:-1].float())
 
 
 def test_nce_energy_at_its_optimum_is_exact():
