@@ -42,7 +42,7 @@ def _build(method: str, vocab_size: int, seq_len: int, model_seed: int, device: 
         denoiser = load_model(os.path.join(ASSETS, "denoiser")).to(device)
         energy = None
         if method == "edlm-ar":
-            energy = AREnergy(load_model(os.path.join(ASSETS, "ar")).to(device), carry_over=True, bos_id=eot)
+            energy = AREnergy(load_model(os.path.join(ASSETS, "ar")).to(device), bos_id=eot)
         elif method == "edlm-nce":
             path = os.path.join(ASSETS, "nce")
             if not os.path.exists(os.path.join(path, "model.safetensors")):
@@ -60,7 +60,7 @@ def _build(method: str, vocab_size: int, seq_len: int, model_seed: int, device: 
     energy = None
     if method == "edlm-ar":
         ar = TinyAR(vocab_size, max_len=seq_len).to(device).eval()
-        energy = AREnergy(ar, carry_over=True)
+        energy = AREnergy(ar, bos_id=mask_id)  # the untrained AR reads [MASK] as its BOS
     return denoiser, energy, mask_id, None
 
 

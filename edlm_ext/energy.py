@@ -2,7 +2,7 @@
 
 Protocol: ``energy(candidates [N, L], x_t [N, L]) -> E [N]``. Energies that set
 ``needs_log_q = True`` are also called with ``log_q=[N]`` (the proposal's
-log-probability of each candidate) and ``mask_id=`` — EDLM-AR needs both.
+log-probability of each candidate) and ``mask_id=`` (EDLM-AR uses log_q).
 """
 from __future__ import annotations
 
@@ -17,23 +17,46 @@ from .ops import sample_proposals
 class AREnergy:
     """EDLM-AR: E(x0) = -log p_AR(x0) + log q(x0), so exp(-E) = p_AR / q.
 
+    The AR term is the AR log-likelihood of the whole candidate, every position scored
+    (the positions already unmasked in x_t included); log q is the proposal's
+    log-probability of the candidate, a sum over the positions masked in x_t. All
+    candidates of one row share x_t's unmasked tokens, so q · exp(-E) ∝ p_AR(x0)
+    restricted to the x0 consistent with x_t: as the number of proposals k grows, the
+    importance-resampled x0 converges to p_AR(x0 | x_t), the AR model's conditional
+    given every unmasked token (before and after the masked ones).
+
+    The EDLM paper (Xu et al., ICLR 2025, arXiv 2410.21357) also reports "EDLM-coAR"
+    (carry-over AR) in its likelihood table (OpenWebText perplexity 17.58 against the
+    AR model's 17.56; EDLM-AR ≤ 20.49): the AR conditionals at positions unmasked in x_t
+    are replaced by point masses on the x_t token (carried over, as MDLM's 'subs'
+    parameterization does for the denoiser), which makes the AR term normalized over
+    the masked tokens so that an exact ELBO can be reported. The public reference code
+    applies that rule when sampling as well (``sampling.ar_carry_over``, on by default).
+    It is not offered here: as an importance-sampling energy it targets
+    Π_{i masked} p_AR(x0_i | x0_<i), which ignores how well a candidate fits the
+    unmasked tokens after it, and differs from p_AR(x0 | x_t) whenever an unmasked
+    position has a masked one before it (tests/test_edlm_exact.py shows the miss).
+    Leaving out only the AR terms that are equal for all candidates of a row (unmasked
+    positions whose whole prefix is unmasked) would change nothing: the importance
+    weights are normalized per row.
+
     Args:
         ar_logits_fn: ``ids [N, L] -> logits [N, L, V]`` of a causal LM, where
             logits[:, i] predicts token i + 1 (standard next-token convention).
-        carry_over: EDLM-coAR: leave out the AR terms of positions already unmasked
-            in x_t (only positions masked in x_t are scored). False: score every
-            position the convention allows.
         bos_id: if given, the AR model reads [BOS, x0[:-1]] so that position 0 is
-            scored too; else position 0 has no AR term (it has no context).
+            scored too. Else position 0 has no AR term, which is exact only while
+            position 0 is unmasked in x_t (a prompt): a candidate that fills position 0
+            is refused (ValueError), since its first token would go unscored.
         chunk: at most this many candidates per ar_logits_fn call (memory budget).
     """
 
     needs_log_q = True
 
-    def __init__(self, ar_logits_fn: Callable[[torch.Tensor], torch.Tensor], carry_over: bool = True,
-                 bos_id: int | None = None, chunk: int | None = None):
+    def __init__(self, ar_logits_fn: Callable[[torch.Tensor], torch.Tensor], bos_id: int | None = None,
+                 chunk: int | None = None):
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"chunk must be >= 1 or None, got {chunk}")
         self.ar_logits_fn = ar_logits_fn
-        self.carry_over = carry_over
         self.bos_id = bos_id
         self.chunk = chunk
 
@@ -57,11 +80,18 @@ class AREnergy:
 
     def __call__(self, candidates: torch.Tensor, x_t: torch.Tensor, *, log_q: torch.Tensor,
                  mask_id: int | None = None) -> torch.Tensor:
+        """E [N] of candidates [N, L] (int64, x_t's unmasked tokens copied) given x_t [N, L]
+        and log_q [N]; ``mask_id`` is accepted for the energy protocol and not needed."""
+        if candidates.dim() != 2 or x_t.shape != candidates.shape:
+            raise ValueError(f"candidates and x_t must both be [N, L], got {tuple(candidates.shape)} and "
+                             f"{tuple(x_t.shape)}")
+        if log_q.shape != candidates.shape[:1]:
+            raise ValueError(f"log_q must be [N] = [{candidates.shape[0]}], got {tuple(log_q.shape)}")
+        if self.bos_id is None and candidates.shape[1] > 0 and bool((candidates[:, 0] != x_t[:, 0]).any()):
+            raise ValueError("AREnergy(bos_id=None) cannot score position 0, but the candidates fill it (it is "
+                             "masked in x_t): pass bos_id= (the id the AR model reads before the first token) "
+                             "or keep position 0 fixed (a prompt)")
         lp = self.ar_log_probs(candidates)
-        if self.carry_over:
-            if mask_id is None:
-                raise ValueError("AREnergy(carry_over=True) needs mask_id to know the masked positions")
-            lp = lp * (x_t == mask_id)
         return -lp.sum(-1, dtype=torch.float64).float() + log_q.float()
 
 

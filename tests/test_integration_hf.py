@@ -95,7 +95,7 @@ def test_greedy_is_deterministic_and_matches_stock(bert):
 
 def test_edlm_importance_sampling_option(bert):
     ar = _qwen()
-    energy = edlm_ext.AREnergy(lambda ids: ar(ids).logits, carry_over=True)
+    energy = edlm_ext.AREnergy(lambda ids: ar(ids).logits)
     prompt = torch.tensor([[1, 3], [2, 0]])
     out = hf.generate(bert, prompt, mask_id=MASK, gen_length=GEN, block_length=BLOCK, steps=4, temperature=1.0,
                       energy=energy, k=4, seed=0)

@@ -106,7 +106,7 @@ def test_prefix_positions_never_change():
 @pytest.mark.parametrize("strategy", ["ancestral", "confidence", "threshold"])
 def test_same_seed_same_output(strategy):
     den, ar = _tiny()
-    kw = dict(batch_size=3, seq_len=12, mask_id=49, steps=6, strategy=strategy, energy=edlm_ext.AREnergy(ar), k=4,
+    kw = dict(batch_size=3, seq_len=12, mask_id=49, steps=6, strategy=strategy, energy=edlm_ext.AREnergy(ar, bos_id=49), k=4,
               window=0.5)
     a = edlm_ext.sample(den, seed=11, **kw).tokens
     b = edlm_ext.sample(den, seed=11, **kw).tokens
@@ -129,7 +129,7 @@ def test_confidence_strategy_unmasks_evenly():
 
 def test_edlm_end_to_end_with_tiny_models():
     den, ar = _tiny()
-    out = edlm_ext.sample(den, batch_size=4, seq_len=16, mask_id=49, steps=8, energy=edlm_ext.AREnergy(ar), k=4,
+    out = edlm_ext.sample(den, batch_size=4, seq_len=16, mask_id=49, steps=8, energy=edlm_ext.AREnergy(ar, bos_id=49), k=4,
                           window=0.5, seed=0, progress=True, energy_chunk=5)
     st = out.stats
     assert out.tokens.shape == (4, 16) and not bool((out.tokens == 49).any())

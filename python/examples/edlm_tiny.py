@@ -2,9 +2,10 @@
 
     python python/examples/edlm_tiny.py [--steps 16] [--k 8] [--window 0.5] [--batch 8] [--len 64]
 
-A bidirectional 'subs' denoiser proposes, a causal AR model scores (EDLM-AR with
-carry-over), and the sampler prints the tokens' shape and its statistics. The
-models are untrained: this shows the machinery and its cost, not text quality.
+A bidirectional 'subs' denoiser proposes, a causal AR model scores (EDLM-AR: the AR
+log-likelihood of the whole candidate; the untrained AR reads [MASK] as its BOS), and
+the sampler prints the tokens' shape and its statistics. The models are untrained:
+this shows the machinery and its cost, not text quality.
 """
 import argparse
 import sys
@@ -36,7 +37,7 @@ def main(argv=None):
     denoiser = TinyDenoiser(args.vocab, mask_id, max_len=args.len).eval()
     ar = TinyAR(args.vocab, max_len=args.len).eval()
     with torch.no_grad():
-        for name, energy in (("MDLM", None), ("EDLM-AR", edlm_ext.AREnergy(ar, carry_over=True))):
+        for name, energy in (("MDLM", None), ("EDLM-AR", edlm_ext.AREnergy(ar, bos_id=mask_id))):
             out = edlm_ext.sample(denoiser, batch_size=args.batch, seq_len=args.len, mask_id=mask_id,
                                   steps=args.steps, energy=energy, k=args.k, window=args.window, seed=args.seed,
                                   progress=True)

@@ -39,7 +39,7 @@ def main() -> None:
                                                             temperature=1.0, **common),
         "LLaDA + EDLM-AR (k=4, 2 IS steps per block)": lambda: hf.generate(
             llada, prompt, steps=16, temperature=1.0, seed=0, k=4, is_steps=2,
-            energy=edlm_ext.AREnergy(lambda ids: dream(ids).logits, carry_over=True), **common),
+            energy=edlm_ext.AREnergy(lambda ids: dream(ids).logits), **common),
     }
     for name, run in runs.items():
         out = run()

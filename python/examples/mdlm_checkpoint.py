@@ -41,7 +41,7 @@ def main() -> None:
     print("MDLM   ", out.stats.summary())
     ar = TinyAR(V, max_len=64).eval()
     out = edlm_ext.sample(den, batch_size=4, seq_len=32, mask_id=mask_id, steps=32, seed=0,
-                          energy=edlm_ext.AREnergy(ar, carry_over=True), k=4, window=0.2)
+                          energy=edlm_ext.AREnergy(ar, bos_id=mask_id), k=4, window=0.2)
     print("EDLM-AR", out.stats.summary())
 
     # 2. MDLM's own loop with the drop-in caching update

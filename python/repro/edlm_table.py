@@ -108,7 +108,7 @@ def main(argv=None):
 
         judge = SmolLM2Judge()
     chunk = a.energy_chunk or None
-    energies = {"mdlm": None, "edlm-ar": edlm_ext.AREnergy(ar, carry_over=True, bos_id=eot, chunk=chunk)}
+    energies = {"mdlm": None, "edlm-ar": edlm_ext.AREnergy(ar, bos_id=eot, chunk=chunk)}
     if nce is not None:
         energies["edlm-nce"] = edlm_ext.NCEEnergy(nce, chunk=chunk)
     rows = _read_rows(a.out) if a.resume else []

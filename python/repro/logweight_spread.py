@@ -41,7 +41,7 @@ def main(argv=None):
     tok = data.load_tokenizer()
     eot, mask = data.special_ids(tok)
     den, ar, nce = (load_model(ASSETS / m) for m in ("denoiser", "ar", "nce"))
-    energies = {"edlm-ar": edlm_ext.AREnergy(ar, carry_over=True, bos_id=eot), "edlm-nce": edlm_ext.NCEEnergy(nce)}
+    energies = {"edlm-ar": edlm_ext.AREnergy(ar, bos_id=eot), "edlm-nce": edlm_ext.NCEEnergy(nce)}
     x0 = data.Batches(data.token_stream("valid", tok), a.rows, a.seq_len).fixed(1)[0]
     g = torch.Generator().manual_seed(0)
     rows = []
