@@ -800,7 +800,12 @@ def analyze_loops(fn: Function, elem_bytes: int, elf: ElfFunc | None = None,
         chain = sorted(dom[lp.header] - {lp.header}, key=lambda d: len(dom[d]))  # entry first
         pre = [x for d in chain for x in fn.instrs[blocks[d].start:blocks[d].end] if x.base != "NOP"]
         required = [b for b in load_blocks if b in lp.body]
-        path = hot_path(blocks, fn, dom, lp, required)
+        try:
+            path = hot_path(blocks, fn, dom, lp, required)
+        except PathError as e:  # loads on mutually exclusive branches: no single iteration path
+            print(f"sass_report: {fn.name}: loop at {fn.instrs[blocks[lp.header].start].addr:#x} skipped ({e})",
+                  file=sys.stderr)
+            continue
         rep = _loop_report(blocks, fn, lp, path, elem_bytes, loops)
         if rep.synced:
             reports.append(rep)
