@@ -98,6 +98,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 INCLUDE = ROOT / "csrc" / "include"
@@ -114,17 +115,21 @@ class KernelSpec:
     elem_bytes: int  # size of one streamed element
     threads: int     # block size the launcher uses
     variant: str = ""
-    # dynamic shared memory in bytes as a function of the vocabulary size V
-    dyn_smem: str = "0"  # a Python expression in V and vec (elements per 16 bytes)
+    # dynamic shared memory in bytes, given the vocabulary size V and the elements per 16 bytes
+    dyn_smem: Callable[[int, int], int] = lambda V, vec: 0
 
     @property
     def label(self) -> str:
         return f"{self.name}<{self.targs}>"
 
 
-_SAMPLE_SMEM = "math.ceil((V // vec + 2) / 128) * 16"  # tile_smem_bytes in masked_sample.cu
+def _sample_smem(V: int, vec: int) -> int:
+    """tile_smem_bytes of csrc/cuda/masked_sample.cu: one float4 per tile of 128 items."""
+    return math.ceil((V // vec + 2) / 128) * 16
+
+
 KERNELS = [
-    *(KernelSpec("sample_kernel", f"{t}, 256, {g}", d, b, 256, "greedy" if g == "true" else "sample", _SAMPLE_SMEM)
+    *(KernelSpec("sample_kernel", f"{t}, 256, {g}", d, b, 256, "greedy" if g == "true" else "sample", _sample_smem)
       for g in ("false", "true") for t, d, b in (("float", "fp32", 4), ("Bf16", "bf16", 2), ("F16", "f16", 2))),
     *(KernelSpec("filter_threshold_kernel", f"{t}, 256", d, b, 256)
       for t, d, b in (("float", "fp32", 4), ("Bf16", "bf16", 2), ("F16", "f16", 2))),
@@ -950,7 +955,7 @@ def elf_static_smem(elf: ElfFunc, arch: int) -> int:
 
 
 def dyn_smem(spec: KernelSpec, V: int) -> int:
-    return int(eval(spec.dyn_smem, {"math": math}, {"V": V, "vec": 16 // spec.elem_bytes}))
+    return spec.dyn_smem(V, 16 // spec.elem_bytes)
 
 
 def format_summary(results: list[KernelResult], V: int, latency: float) -> list[str]:
