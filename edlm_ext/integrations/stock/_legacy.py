@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .hf import GenerateOutput, _check_generate_args, _timed  # validation and timing only: the sampling is independent
+from ..hf import GenerateOutput, _check_generate_args, _timed  # validation and timing only: the sampling is independent
 
 
 def mdlm_sample_categorical(categorical_probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
