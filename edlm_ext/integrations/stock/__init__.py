@@ -4,6 +4,9 @@ baseline of ``python/bench/bench_generation.py``. Not fast, on purpose.
 
 * :mod:`.mdlm` — kuleshov-group/mdlm: ``_sample_categorical``, ``Diffusion`` with
   ``_ddpm_caching_update``, ``_ddpm_update`` and its ``_sample`` loop.
+* :mod:`.llada` — ML-GSAI/LLaDA's ``generate``.
+* :mod:`.fast_dllm` — NVlabs/Fast-dLLM's ``generate`` (threshold and factor rules).
+* :mod:`.dream` — HKUNLP/Dream's ``diffusion_generate``.
+* :mod:`.models` — tiny stand-in models with the upstream calling conventions.
 """
-from . import mdlm  # noqa: F401
-from ._legacy import llada_generate  # noqa: F401  (until the LLaDA re-implementation replaces it)
+from . import dream, fast_dllm, llada, mdlm, models  # noqa: F401
