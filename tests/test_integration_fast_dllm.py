@@ -103,3 +103,19 @@ def test_threshold_run_matches_fast_dllms_distribution():
     torch.manual_seed(2)
     wrong, _ = stock.fast_dllm.generate(model, prompt[:3000], 4, GEN, 2, 1.0, mask_id=MASK, threshold=0.9)
     assert homogeneity_pvalue(_outcomes(ours), _outcomes(wrong)) < CHI2_ALPHA
+
+
+def test_bf16_greedy_identity_and_random_distribution():
+    # Fast-dLLM ranks in float64 whatever the model's dtype: rank_dtype="float64" is its ranking
+    model = _bert(vocab=50, mask=49, dtype=torch.bfloat16)
+    prompts = torch.randint(0, 49, (1, 5), generator=torch.Generator().manual_seed(3))
+    for rule in (dict(threshold=0.3), dict(threshold=0.9), dict(factor=1.0), {}):
+        ours, nfe = fast_dllm.generate(model, prompts, 16, 16, 8, mask_id=49, rank_dtype="float64", **rule)
+        ref, ref_nfe = stock.fast_dllm.generate(model, prompts, 16, 16, 8, mask_id=49, **rule)
+        assert torch.equal(ours, ref) and nfe == ref_nfe, rule
+    small, n = _bert(dtype=torch.bfloat16), 6000
+    prompt = torch.tensor([[1, 3]]).repeat(n, 1)
+    ours, _ = fast_dllm.generate(small, prompt, 4, GEN, 2, 1.0, mask_id=MASK, threshold=0.3, seed=3)
+    torch.manual_seed(4)
+    ref, _ = stock.fast_dllm.generate(small, prompt, 4, GEN, 2, 1.0, mask_id=MASK, threshold=0.3)
+    assert homogeneity_pvalue(_outcomes(ours), _outcomes(ref)) > CHI2_ALPHA

@@ -13,7 +13,7 @@ from edlm_ext.integrations import mdlm, stock
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from .stats import CHI2_ALPHA, chisquare_pvalue, homogeneity_pvalue
+from .stats import CHI2_ALPHA, Z_CRIT, binomial_z, chisquare_pvalue, homogeneity_pvalue
 
 CFG = dict(vocab_size=9, model_length=16, hidden_dim=16, cond_dim=8, n_blocks=2, n_heads=2, dropout=0.0,
            time_conditioning=False)
@@ -337,3 +337,37 @@ def test_patched_mdlm_loop_matches_mdlms_own(sampler, dtype):
     assert homogeneity_pvalue(ours, theirs) > CHI2_ALPHA
     tempered = run(lambda ids, sigma: backbone(ids, sigma) * 0.8, False, 2)
     assert homogeneity_pvalue(ours, tempered) < CHI2_ALPHA
+
+
+def test_log_prob_cache_skips_the_exp(checkpoint):
+    # probs=False (what patch uses): the cache is the denoiser's log-probs, no exp pass, same draws
+    den = mdlm.load_mdlm(checkpoint[0])
+    x = torch.full((4, 6), MASK)
+    with _Allocations() as mode:
+        cache, a = mdlm.ddpm_caching_update(den, x, 0.5, 0.25, mask_id=MASK, seed=3, probs=False)
+    assert not [n for op, n in mode.seen if op == "aten.exp.default" and n == cache.numel()]
+    p_x0, b = mdlm.ddpm_caching_update(den, x, 0.5, 0.25, mask_id=MASK, seed=3)
+    assert torch.equal(a, b) and torch.allclose(cache.exp(), p_x0)
+    again = mdlm.ddpm_caching_update(den, x, 0.5, 0.25, cache, mask_id=MASK, seed=4)[1]
+    assert torch.equal(again, mdlm.ddpm_caching_update(den, x, 0.5, 0.25, p_x0, mask_id=MASK, seed=4)[1])
+
+
+def test_ddpm_update_unmasks_at_the_schedules_rate(checkpoint):
+    # _ddpm_update's posterior for any noise: unmask with probability (m_t - m_s) / m_t,
+    # m = 1 - exp(-sigma); a geometric sigma given as MDLM's (sigma, dsigma) tuple
+    den = mdlm.load_mdlm(checkpoint[0])
+    n, t, dt = 20_000, 0.7, 0.3
+
+    def geometric(tt):
+        sigma = 1e-4 ** (1 - tt) * 20.0 ** tt
+        return sigma, sigma * np.log(20.0 / 1e-4)
+
+    m = lambda tt: 1 - np.exp(-geometric(tt)[0])  # noqa: E731
+    x = torch.full((n, 2), MASK)
+    x_next = mdlm.ddpm_update(den, x, t, dt, mask_id=MASK, noise=geometric, seed=0)
+    p = (m(t) - m(t - dt)) / m(t)
+    assert abs(binomial_z(int((x_next[:, 0] != MASK).sum()), n, p)) < Z_CRIT
+    loglinear = mdlm.ddpm_update(den, x, t, dt, mask_id=MASK, seed=1)  # default: dt / t
+    assert abs(binomial_z(int((loglinear[:, 1] != MASK).sum()), n, dt / t)) < Z_CRIT
+    assert abs(p - dt / t) > 0.1  # the two schedules are told apart
+    assert bool(((x_next >= 0) & (x_next <= MASK)).all())

@@ -71,11 +71,11 @@ def _timed(out: GenerateOutput, name: str, device: torch.device):
     setattr(out, name, getattr(out, name) + time.perf_counter() - t0)
 
 
-def model_logits(model, x: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+def model_logits(model, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """``model(x, attention_mask=...).logits`` for Hugging Face models, ``model(x)`` for
     plain callables (attention_mask passed only when given)."""
     with torch.no_grad():
-        out = model(x, attention_mask=attention_mask, **kwargs) if attention_mask is not None or kwargs else model(x)
+        out = model(x) if attention_mask is None else model(x, attention_mask=attention_mask)
     logits = getattr(out, "logits", out)
     if not isinstance(logits, torch.Tensor) or logits.dim() != 3 or tuple(logits.shape[:2]) != tuple(x.shape):
         raise ValueError(f"model must return logits [B, L, V] for input {tuple(x.shape)}, "

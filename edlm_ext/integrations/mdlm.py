@@ -153,6 +153,8 @@ def _log_probs_of(p_x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     version counter, so an in-place change of p_x0 is noticed) for the next cached call."""
     if p_x0.dim() != 3 or p_x0.shape[:2] != x.shape:
         raise ValueError(f"p_x0 must be [B, L, V] with [B, L] = {tuple(x.shape)}, got {tuple(p_x0.shape)}")
+    if getattr(p_x0, "_edlm_is_log", False):  # a cache made with probs=False holds log-probs
+        return p_x0
     memo = getattr(p_x0, "_edlm_log_p", None)
     if memo is not None and memo[1] == p_x0._version:
         return memo[0]
@@ -162,7 +164,7 @@ def _log_probs_of(p_x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def ddpm_caching_update(denoiser, x: torch.Tensor, t, dt, p_x0: torch.Tensor | None = None, *, mask_id: int,
-                        generator: torch.Generator | None = None, seed: int | None = None):
+                        generator: torch.Generator | None = None, seed: int | None = None, probs: bool = True):
     """Drop-in for MDLM's ``_ddpm_caching_update(x, t, dt, p_x0=None)`` (log-linear schedule).
 
     Args:
@@ -176,19 +178,26 @@ def ddpm_caching_update(denoiser, x: torch.Tensor, t, dt, p_x0: torch.Tensor | N
         p_x0: the cache returned by the previous call, or None.
         mask_id: the [MASK] id (MDLM's ``mask_index``).
         generator / seed: the random stream.
+        probs: True: the cache is ``exp`` of the denoiser's output, MDLM's p_x0. False:
+            the cache is the denoiser's output itself (log-probs), which saves a pass over
+            the vocabulary; MDLM's loop only passes the cache back, so :func:`patch` uses this.
 
     Returns:
-        (p_x0, x_next): ``exp`` of the denoiser's output (the cache to pass back while x
-        does not change, as MDLM's loop does; its log is kept with it, so a cached call
-        reads the vocabulary once, in our kernel) and the next sequence; unmasked
-        positions never change and [MASK] is never drawn.
+        (p_x0, x_next): the cache to pass back while x does not change, as MDLM's loop
+        does (with ``probs``, its log is kept with it, so a cached call reads the
+        vocabulary once, in our kernel), and the next sequence; unmasked positions never
+        change and [MASK] is never drawn.
     """
     t, dt = _check_times(x, t, dt)
     generator = resolve_generator(x.device, generator, seed)
     if p_x0 is None:
         log_p = denoiser(x, t.to(torch.float32)).float()
-        p_x0 = log_p.exp()
-        p_x0._edlm_log_p = (log_p, p_x0._version)
+        if probs:
+            p_x0 = log_p.exp()
+            p_x0._edlm_log_p = (log_p, p_x0._version)
+        else:
+            p_x0 = log_p
+            p_x0._edlm_is_log = True  # (a flag, not a self-reference: no cycle keeps the tensor alive)
     else:
         log_p = _log_probs_of(p_x0, x)
     x0, _ = masked_sample(log_p, x, mask_id, generator=generator)
@@ -243,7 +252,8 @@ def patch(diffusion, *, generator: torch.Generator | None = None, seed: int | No
 
     Replaces, on this object, ``_ddpm_caching_update`` and ``_ddpm_update`` by
     :func:`ddpm_caching_update` / :func:`ddpm_update` (denoiser ``forward(x,
-    noise(t))``, mask id ``mask_index``, noise ``noise``), and with
+    noise(t))``, mask id ``mask_index``, noise ``noise``; the cache the loop passes back
+    holds log-probabilities, ``probs=False``), and with
     ``sample_categorical_too`` the module function ``_sample_categorical`` of the
     object's class module (used by its analytic sampler) by :func:`sample_categorical`;
     that one affects every object of the module. ``diffusion._sample()`` then runs its
@@ -280,7 +290,7 @@ def patch(diffusion, *, generator: torch.Generator | None = None, seed: int | No
 
 
 def _caching_method(denoiser, mask_id, gen, x, t, dt, p_x0=None):
-    return ddpm_caching_update(denoiser, x, t, dt, p_x0, mask_id=mask_id, generator=gen)
+    return ddpm_caching_update(denoiser, x, t, dt, p_x0, mask_id=mask_id, generator=gen, probs=False)
 
 
 def _update_method(denoiser, mask_id, gen, sigma, x, t, dt):
