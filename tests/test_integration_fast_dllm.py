@@ -5,10 +5,11 @@ distribution at T > 0 (with a known-wrong variant rejected)."""
 import inspect
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
-from edlm_ext.integrations import fast_dllm, hf, stock
+from edlm_ext.integrations import _remask, fast_dllm, hf, stock
 
 from .stats import CHI2_ALPHA, homogeneity_pvalue
 from .test_integration_llada import GEN, MASK, _bert, _outcomes
@@ -119,3 +120,22 @@ def test_bf16_greedy_identity_and_random_distribution():
     torch.manual_seed(4)
     ref, _ = stock.fast_dllm.generate(small, prompt, 4, GEN, 2, 1.0, mask_id=MASK, threshold=0.3)
     assert homogeneity_pvalue(_outcomes(ours), _outcomes(ref)) > CHI2_ALPHA
+
+
+def test_threshold_is_decided_in_float64_near_it(monkeypatch):
+    # position B's probability is 0.7500000037 in float64 (Fast-dLLM commits it at threshold 0.75)
+    # but 0.74999994 in float32: a float32-only rule would take a second model call
+    gap = float(np.float32(np.log(3.0)))
+
+    def model(ids, attention_mask=None):
+        logits = torch.full((ids.shape[0], ids.shape[1], 3), -1e4)
+        logits[..., 1] = 0.0
+        logits[:, 2, 0], logits[:, 3, 0] = 5.0, gap  # answer positions A (p 0.993) and B
+        return SimpleNamespace(logits=logits)
+
+    prompt = torch.tensor([[0, 1]])
+    ref, ref_nfe = stock.fast_dllm.generate(model, prompt, 2, 2, 2, mask_id=2, threshold=0.75)
+    ours, nfe = fast_dllm.generate(model, prompt, 2, 2, 2, mask_id=2, threshold=0.75)
+    assert ref_nfe == nfe == 1 and torch.equal(ours, ref)
+    monkeypatch.setattr(_remask, "near_threshold", lambda conf, cand, thr: torch.zeros_like(cand))
+    assert fast_dllm.generate(model, prompt, 2, 2, 2, mask_id=2, threshold=0.75)[1] == 2  # the power check

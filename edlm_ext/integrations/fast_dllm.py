@@ -16,6 +16,8 @@ default; a float32 confidence within a few ulps of the threshold is recomputed i
 float64 first, so the threshold decision is Fast-dLLM's (which ranks in float64:
 ``rank_dtype="float64"`` ranks exactly as there). [MASK] is never drawn; a step that
 would commit nothing is skipped, so ``nfe`` counts the model calls actually made.
+Fast-dLLM's KV-cache loops (``generate_with_prefix_cache``, ``generate_with_dual_cache``)
+change how the model is called, not how tokens are drawn, and are not replaced here.
 """
 from __future__ import annotations
 
