@@ -97,8 +97,8 @@ def _outcomes(tokens: torch.Tensor, p=2, gen=3) -> np.ndarray:
     return np.bincount((ans * (5 ** np.arange(gen)[::-1])).sum(1), minlength=5 ** gen)
 
 
-def _pair(seed, n=6000, stock_kwargs=None, **kw):
-    model = _small()
+def _pair(seed, n=6000, stock_kwargs=None, dtype=torch.float32, **kw):
+    model = _small().to(dtype)
     ids = torch.tensor([[1, 3]]).repeat(n, 1)
     ours = dream.diffusion_generate(model, ids, max_new_tokens=3, seed=seed, **kw)
     torch.manual_seed(seed + 1000)
@@ -112,6 +112,7 @@ def _pair(seed, n=6000, stock_kwargs=None, **kw):
     dict(steps=2, alg="maskgit_plus", temperature=0.8, top_k=3),
     dict(steps=3, alg="entropy", temperature=1.0, alg_temp=0.5),
     dict(steps=2, alg="topk_margin", temperature=1.0, top_p=0.8, top_k=4),
+    dict(steps=3, alg="entropy", temperature=1.0, top_p=0.9, dtype=torch.bfloat16),
 ])
 def test_random_runs_match_dreams_distribution(kw):
     a, b = _pair(0, **kw)
