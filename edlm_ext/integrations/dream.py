@@ -38,8 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from .._rng import resolve_generator
-from ..ops import masked_sample, unmask, unmask_confident
-from . import _remask
+from ..ops import masked_sample, unmask_confident
 
 ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
 DEFAULTS = dict(temperature=0.0, top_p=None, top_k=None, max_length=20, max_new_tokens=None, eps=1e-3, steps=512,

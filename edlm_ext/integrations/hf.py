@@ -101,7 +101,8 @@ def transfer_counts(n_masked: torch.Tensor, steps: int) -> torch.Tensor:
 
 def check_prompt(prompt, attention_mask=None) -> torch.Tensor:
     if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2:
-        raise TypeError(f"prompt must be an integer tensor [B, P], got {getattr(prompt, 'shape', type(prompt).__name__)}")
+        got = getattr(prompt, "shape", type(prompt).__name__)
+        raise TypeError(f"prompt must be an integer tensor [B, P], got {got}")
     if prompt.is_floating_point() or prompt.is_complex() or prompt.dtype == torch.bool:
         raise TypeError(f"prompt must hold integer token ids, got {prompt.dtype}")
     if bool((prompt < 0).any()):

@@ -210,9 +210,10 @@ def main(argv=None) -> int:
             x = ms["stock"] / ms["edlm_ext"]
             for impl in ("stock", "edlm_ext"):
                 ours = impl == "edlm_ext"
+                ratio = round(x, 2) if ours else 1.0
                 rows.append(dict(meta, loop=name, V=V, B=a.batch, L=a.seq_len, steps=1, impl=impl, model_calls=0,
-                                 model_ms=0.0, sampling_ms=ms[impl], total_ms=ms[impl],
-                                 sampling_speedup=round(x, 2) if ours else 1.0, loop_speedup=round(x, 2) if ours else 1.0))
+                                 model_ms=0.0, sampling_ms=ms[impl], total_ms=ms[impl], sampling_speedup=ratio,
+                                 loop_speedup=ratio))
                 print(f"{name:17} {V:>7} {impl:9} {'':>5} {'':>10} {ms[impl]:>12.1f} {ms[impl]:>10.1f} "
                       f"{rows[-1]['sampling_speedup']:>10.2f}")
     if a.quick and a.csv is None:
