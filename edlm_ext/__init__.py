@@ -9,7 +9,7 @@ Ops (CPU and CUDA, registered under torch.ops.edlm_ext):
 Sampler: sample(denoiser, ...), propose_and_resample(...); energies AREnergy, NCEEnergy; train_nce.
 Build information: build_info().
 Integrations (imported on demand): edlm_ext.integrations.mdlm (MDLM drop-ins, checkpoint
-loader), edlm_ext.integrations.hf (LLaDA / Dream-style generate). Command line:
+loader), .hf (LLaDA's generate), .fast_dllm, .dream (drop-ins for their generate). Command line:
 python -m edlm_ext sample ... (edlm_ext.cli; works under torchrun).
 """
 import torch  # noqa: F401  (loads libtorch before the extension)

@@ -176,6 +176,12 @@ def _initial_sequence(batch_size: int, seq_len: int, mask_id: int, prefix, devic
     return x
 
 
+def is_time_independent(denoiser) -> bool:
+    """Whether a denoiser declares that its output does not depend on t given x_t
+    (attribute ``time_independent = True``); only then may logits be reused across steps."""
+    return getattr(denoiser, "time_independent", False) is True
+
+
 def _time_grid(steps: int, eps: float) -> list[float]:
     """Log-linear schedule: t_i = 1 - i (1 - eps) / steps, i = 0..steps (masking probability t)."""
     return [1.0 - i * (1.0 - eps) / steps for i in range(steps + 1)]
@@ -227,8 +233,12 @@ def sample(
         first_hitting: ancestral only: decide which positions unmask first and draw
             tokens only there; steps where none unmask are skipped (no denoiser
             call). IS steps still draw full proposals for the energy.
-        cache: reuse the logits when x_t did not change since the last call (valid
-            for denoisers whose output does not depend on t given x_t, as MDLM's).
+        cache: reuse the logits when x_t did not change since the last call, for a
+            denoiser that declares its output does not depend on t
+            (``denoiser.time_independent = True``, as :class:`edlm_ext.models.Denoiser`
+            and a :func:`~edlm_ext.integrations.mdlm.load_mdlm` checkpoint without time
+            conditioning do). Any other denoiser is called at every step (MDLM turns
+            caching off for time-conditioned models too); ``False`` never caches.
         eps: the last time of the grid; anything still masked then takes the
             denoiser's argmax (final denoise).
         energy_chunk: at most this many candidates per energy call.
@@ -262,6 +272,7 @@ def sample(
     t_start = time.perf_counter()
     x = _initial_sequence(batch_size, seq_len, mask_id, prefix, device)
     grid = _time_grid(steps, eps)
+    cache = cache and is_time_independent(denoiser)
     logits, logits_for = None, None  # cached logits and the x they were computed for
 
     def denoise(x_now: torch.Tensor, t: float) -> torch.Tensor:

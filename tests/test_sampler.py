@@ -37,6 +37,9 @@ def exact_denoiser(x_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Te
     return logits.float()
 
 
+exact_denoiser.time_independent = True  # it ignores t: the sampler may reuse its logits
+
+
 def _final_counts(out: torch.Tensor) -> np.ndarray:
     idx = out[:, 0] * 9 + out[:, 1] * 3 + out[:, 2]
     return torch.bincount(idx, minlength=27).numpy()
@@ -79,11 +82,26 @@ def test_caching_skips_denoiser_calls():
         calls.append(1)
         return exact_denoiser(x, t)
 
+    counting.time_independent = True
     out = edlm_ext.sample(counting, batch_size=1, seq_len=L, mask_id=MASK, steps=64, seed=0)
     assert out.stats.cached_steps > 0
     assert out.stats.denoiser_calls == len(calls) <= L + 1  # one call per change (+ final denoise)
     fh = edlm_ext.sample(counting, batch_size=1, seq_len=L, mask_id=MASK, steps=64, first_hitting=True, seed=0)
     assert fh.stats.skipped_steps > 0 and fh.stats.denoiser_calls <= L + 1
+
+
+def test_no_cache_unless_the_denoiser_declares_time_independence():
+    seen = []
+
+    def undeclared(x, t):  # may depend on t: every step with a masked position calls it
+        seen.append(float(t[0]))
+        return exact_denoiser(x, t)
+
+    out = edlm_ext.sample(undeclared, batch_size=1, seq_len=L, mask_id=MASK, steps=64, seed=0)
+    assert out.stats.cached_steps == 0 and out.stats.denoiser_calls == out.stats.steps - out.stats.skipped_steps
+    assert len(set(seen)) == len(seen)  # each call at its own time
+    undeclared.time_independent = False
+    assert edlm_ext.sample(undeclared, batch_size=1, seq_len=L, mask_id=MASK, steps=64, seed=0).stats.cached_steps == 0
 
 
 def _tiny(vocab=50, mask_id=49, seed=0):

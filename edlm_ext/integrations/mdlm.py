@@ -1,57 +1,72 @@
-"""MDLM (kuleshov-group/mdlm) integration: exact drop-in sampling functions and a
-loader for local MDLM DiT checkpoints.
+"""MDLM (kuleshov-group/mdlm) integration: exact drop-ins for its sampling functions, a
+one-line patch of its ``Diffusion`` module, and a loader for its checkpoints.
 
-* :func:`sample_categorical` replaces MDLM's ``_sample_categorical(categorical_probs)``
-  (a float32/float64 "probs / exponential noise" argmax) with one exact draw per row
-  from edlm_ext's kernel.
+* :func:`sample_categorical` replaces ``diffusion._sample_categorical(categorical_probs)``
+  (a float32 "probs / exponential noise" argmax): one exact draw per row by a blocked
+  inverse CDF (block sums of 1024 weights, then one block), without a full-size noise
+  tensor, a log-prob copy or any per-element random number.
 * :func:`ddpm_caching_update` replaces the method ``_ddpm_caching_update(x, t, dt,
-  p_x0=None)`` as a function that takes the denoiser and the mask id explicitly.
-  It draws x0 ~ p_x0 at masked positions and unmasks each with probability dt / t
-  (MDLM's posterior under the log-linear schedule, where the masking probability
-  at time t is t) — the same distribution as MDLM's draw over V + 1 outcomes, with
-  two of our kernels and no full-vocabulary noise tensor.
-* :func:`load_mdlm` turns a checkpoint directory (``config.json`` with MDLM's Hugging
-  Face config fields + ``model.safetensors`` or ``pytorch_model.bin``) into an
-  :class:`MDLMDenoiser`, a ``denoiser(x_t, t) -> log-probs`` for :func:`edlm_ext.sample`.
+  p_x0=None)`` and :func:`ddpm_update` the method ``_ddpm_update(x, t, dt)``, as
+  functions that take the denoiser and the mask id explicitly. They draw x0 ~ p_x0 at
+  masked positions (our kernel, reading only masked rows) and unmask each with
+  probability (m_t - m_s) / m_t, m the masking probability (dt / t for the log-linear
+  schedule) — MDLM's draw over V + 1 outcomes, in distribution.
+* :func:`patch` installs both on an MDLM ``Diffusion`` object (and our
+  ``_sample_categorical`` in its module), so ``model._sample()`` runs on edlm_ext.
+* :func:`load_mdlm` turns a checkpoint — a Hugging Face directory (``config.json`` +
+  ``model.safetensors`` / ``pytorch_model.bin``) or a Lightning ``.ckpt`` of MDLM's
+  training runs (EMA weights chosen when present) — into an :class:`MDLMDenoiser`, a
+  ``denoiser(x_t, t) -> log-probs`` for :func:`edlm_ext.sample`.
 
-The network (:class:`DiT`) follows MDLM's published architecture: token embedding,
-sinusoidal embedding of sigma through an MLP, rotary self-attention blocks modulated
-by adaLN (shift, scale, gate for attention and MLP), a final adaLN layer; state-dict
-names follow MDLM's Hugging Face checkpoints (prefix ``backbone.``).
+Differences from MDLM's float32 code, all in its favour of exactness: every token is
+drawn at its true rate (MDLM's float32 Gumbel under-samples rare tokens, by up to 4x at
+its step sizes), and [MASK] is never drawn as x0.
 """
 from __future__ import annotations
 
-import json
-import math
+import functools
 import os
-from dataclasses import asdict, dataclass, fields
+import sys
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
+from .._rng import resolve_generator
 from ..ops import masked_sample, unmask
+from . import mdlm_checkpoint as _ckpt
+from .mdlm_dit import DiT, MDLMConfig, MDLMDenoiser
 
-CONFIG_FILE = "config.json"
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-STATE_PREFIX = "backbone."
+__all__ = ["sample_categorical", "ddpm_caching_update", "ddpm_update", "patch", "load_mdlm", "save_mdlm",
+           "MDLMConfig", "MDLMDenoiser", "DiT", "loglinear_sigma"]
+
+_BLOCK = 1024  # weights summed per block by sample_categorical
+# MDLM's loop reads t from a float32 linspace and dt = (1 - eps) / steps as a float; with eps = 0
+# the last t lies up to ~1e-9 below dt. A dt above t by less than this counts as dt = t.
+_DT_SLACK = 1e-6
 
 
-# --------------------------------------------------------------------------- sampling
+# --------------------------------------------------------------------------- sample_categorical
 
 
 def sample_categorical(categorical_probs: torch.Tensor, *, generator: torch.Generator | None = None,
                        seed: int | None = None) -> torch.Tensor:
     """Drop-in for MDLM's ``_sample_categorical``: one exact draw per row.
 
+    Inverse CDF in token order: block sums of 1024 weights (float32 for float32
+    input, float64 for float64), a float64 uniform picks the block, float64 prefix
+    sums inside it pick the token. Each token is drawn with its probability to the
+    input's relative precision, however small it is; zero weights are never drawn.
+    The cost is one read of the weights plus one 1024-weight block per row.
+
     Args:
-        categorical_probs: [..., V] non-negative (possibly unnormalized) weights,
-            float32 or float64 (MDLM passes float64). A row must have a positive entry.
-        generator / seed: the random stream (as :func:`edlm_ext.masked_sample`).
+        categorical_probs: [..., V] non-negative, possibly unnormalized weights
+            (float32, float64, bfloat16 or float16). As in MDLM, a negative weight
+            (e.g. a rounding error of ``t - dt``) counts as zero. A row needs a
+            positive weight; NaN or inf is an error.
+        generator / seed: the random stream (one float64 uniform per row from
+            ``torch.rand``; seed: a fresh generator on the input's device).
 
     Returns:
-        int64 indices [...] with P(index = v) = probs[v] / sum(probs) for every v
-        (zero-weight entries are never drawn).
+        int64 indices [...] with P(index = v) = w_v / sum(w) for every v.
     """
     if not isinstance(categorical_probs, torch.Tensor):
         raise TypeError(f"categorical_probs must be a torch.Tensor, got {type(categorical_probs).__name__}")
@@ -61,17 +76,53 @@ def sample_categorical(categorical_probs: torch.Tensor, *, generator: torch.Gene
         raise ValueError(f"categorical_probs must be [..., V] with V >= 1, got {tuple(categorical_probs.shape)}")
     lead, V = categorical_probs.shape[:-1], categorical_probs.shape[-1]
     rows = categorical_probs.reshape(-1, V)
-    # Log-weights in float32 plus one extra column of -inf that plays [MASK]: every
-    # row is "masked", so the kernel draws all of them and never the extra column.
-    logits = torch.empty(1, rows.shape[0], V + 1, dtype=torch.float32, device=rows.device)
-    logits[0, :, :V].copy_(rows.log())  # log in the input's precision (float64 keeps tiny weights)
-    logits[0, :, V] = float("-inf")
-    x_t = torch.full((1, rows.shape[0]), V, dtype=torch.int64, device=rows.device)
-    try:
-        idx, _ = masked_sample(logits, x_t, V, generator=generator, seed=seed)
-    except ValueError as err:
-        raise ValueError(f"sample_categorical: every row needs a finite positive weight and no NaN ({err})") from None
-    return idx.reshape(lead)
+    if rows.stride(-1) != 1:
+        rows = rows.contiguous()
+    N, device = rows.shape[0], rows.device
+    gen = resolve_generator(device, generator, seed)
+    if N == 0:
+        return torch.empty(lead, dtype=torch.int64, device=device)
+    if bool((rows.amin(dim=-1) < 0).any()):
+        rows = rows.clamp(min=0)
+    acc = torch.float64 if rows.dtype == torch.float64 else torch.float32
+    n_full = V // _BLOCK
+    parts = [rows[:, : n_full * _BLOCK].view(N, n_full, _BLOCK).sum(-1, dtype=acc)] if n_full else []
+    if V % _BLOCK:
+        parts.append(rows[:, n_full * _BLOCK:].sum(-1, keepdim=True, dtype=acc))
+    mass = torch.cat(parts, dim=1).to(torch.float64) if len(parts) > 1 else parts[0].to(torch.float64)
+    cum = mass.cumsum(-1)
+    total = cum[:, -1]
+    good = torch.isfinite(total) & (total > 0)
+    if not bool(good.all()):
+        r = int((~good).nonzero()[0, 0])
+        what = ("contains NaN" if bool(torch.isnan(rows[r]).any()) else
+                "contains inf or sums to inf" if not bool(torch.isfinite(total[r])) else "has no positive weight")
+        raise ValueError(f"sample_categorical: row {r} of categorical_probs {what}")
+    u = torch.rand(N, dtype=torch.float64, generator=gen, device=device)
+    target = u * total
+    blk = _first_above(cum, target, mass)
+    mass_b = mass.gather(1, blk[:, None]).squeeze(1)
+    before = cum.gather(1, blk[:, None]).squeeze(1) - mass_b
+    start = blk * _BLOCK
+    cols = start[:, None] + torch.arange(min(_BLOCK, V), device=device)
+    w = rows.gather(1, cols.clamp(max=V - 1)).to(torch.float64) * (cols < V)
+    inner = w.cumsum(-1)
+    frac = ((target - before) / mass_b).clamp(0.0, 1.0)
+    j = _first_above(inner, frac * inner[:, -1], w)
+    return (start + j).reshape(lead)
+
+
+def _first_above(cdf: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per row, the first index whose cumulative weight exceeds target, moved to the
+    last positive-weight index when rounding lands past the end or on a zero weight."""
+    n = cdf.shape[1]
+    idx = torch.searchsorted(cdf, target[:, None], right=True).squeeze(1).clamp(max=n - 1)
+    positive = weight > 0
+    last = n - 1 - torch.argmax(positive.flip(-1).to(torch.int8), dim=-1)
+    return torch.where(positive.gather(1, idx[:, None]).squeeze(1), idx, last)
+
+
+# --------------------------------------------------------------------------- the DDPM updates
 
 
 def _as_row_times(x: torch.Tensor, value, name: str) -> torch.Tensor:
@@ -83,226 +134,167 @@ def _as_row_times(x: torch.Tensor, value, name: str) -> torch.Tensor:
         v = v.expand(x.shape[0])
     if v.shape != (x.shape[0],):
         raise ValueError(f"{name} must be a float, [B] or [B, 1] with B = {x.shape[0]}, got {tuple(v.shape)}")
+    if not bool(torch.isfinite(v).all()):
+        raise ValueError(f"{name} must be finite")
     return v
 
 
+def _check_times(x: torch.Tensor, t, dt) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.int64 or x.dim() != 2:
+        raise TypeError("x must be an int64 tensor [B, L]")
+    t, dt = _as_row_times(x, t, "t"), _as_row_times(x, dt, "dt")
+    if bool(((t <= 0) | (t > 1) | (dt < 0) | (dt > t + _DT_SLACK)).any()):
+        raise ValueError("need 0 < t <= 1 and 0 <= dt <= t (dt may exceed t by a float32 rounding error)")
+    return t, dt
+
+
+def _log_probs_of(p_x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log p_x0, computed once per cache tensor: it rides on the tensor (with the tensor's
+    version counter, so an in-place change of p_x0 is noticed) for the next cached call."""
+    if p_x0.dim() != 3 or p_x0.shape[:2] != x.shape:
+        raise ValueError(f"p_x0 must be [B, L, V] with [B, L] = {tuple(x.shape)}, got {tuple(p_x0.shape)}")
+    if getattr(p_x0, "_edlm_is_log", False):  # a cache made with probs=False holds log-probs
+        return p_x0
+    memo = getattr(p_x0, "_edlm_log_p", None)
+    if memo is not None and memo[1] == p_x0._version:
+        return memo[0]
+    log_p = p_x0.float().log()
+    p_x0._edlm_log_p = (log_p, p_x0._version)
+    return log_p
+
+
 def ddpm_caching_update(denoiser, x: torch.Tensor, t, dt, p_x0: torch.Tensor | None = None, *, mask_id: int,
-                        generator: torch.Generator | None = None, seed: int | None = None):
+                        generator: torch.Generator | None = None, seed: int | None = None, probs: bool = True):
     """Drop-in for MDLM's ``_ddpm_caching_update(x, t, dt, p_x0=None)`` (log-linear schedule).
 
     Args:
-        denoiser: ``denoiser(x [B, L], t [B]) -> log-probs or logits [B, L, V]`` (an
+        denoiser: ``denoiser(x [B, L], t [B]) -> log-probs [B, L, V]`` (an
             :class:`MDLMDenoiser` or any 'subs' denoiser); called only when ``p_x0`` is None.
         x: [B, L] int64, ``mask_id`` at masked positions.
         t, dt: current time and step (floats, [B] or [B, 1]); the masking probability
-            is t, so a masked position unmasks with probability dt / t.
-        p_x0: cached probabilities [B, L, V] from the previous call, or None.
+            is t, so a masked position unmasks with probability dt / t. As in MDLM's
+            loop, dt may exceed t by a float32 rounding error (its last step with
+            eps = 0): then every masked position unmasks.
+        p_x0: the cache returned by the previous call, or None.
         mask_id: the [MASK] id (MDLM's ``mask_index``).
         generator / seed: the random stream.
+        probs: True: the cache is ``exp`` of the denoiser's output, MDLM's p_x0. False:
+            the cache is the denoiser's output itself (log-probs), which saves a pass over
+            the vocabulary; MDLM's loop only passes the cache back, so :func:`patch` uses this.
 
     Returns:
-        (p_x0, x_next): the probabilities used (to pass back as the cache while x does
-        not change, as MDLM's loop does) and the next sequence; unmasked positions of
-        x never change and [MASK] is never drawn.
+        (p_x0, x_next): the cache to pass back while x does not change, as MDLM's loop
+        does (with ``probs``, its log is kept with it, so a cached call reads the
+        vocabulary once, in our kernel), and the next sequence; unmasked positions never
+        change and [MASK] is never drawn.
     """
-    if not isinstance(x, torch.Tensor) or x.dtype != torch.int64 or x.dim() != 2:
-        raise TypeError("x must be an int64 tensor [B, L]")
-    t = _as_row_times(x, t, "t")
-    dt = _as_row_times(x, dt, "dt")
-    if bool(((t <= 0) | (t > 1) | (dt < 0) | (dt > t)).any()):
-        raise ValueError("need 0 < t <= 1 and 0 <= dt <= t")
-    if generator is None and seed is not None:
-        generator = torch.Generator(device=x.device).manual_seed(seed)
+    t, dt = _check_times(x, t, dt)
+    generator = resolve_generator(x.device, generator, seed)
     if p_x0 is None:
         log_p = denoiser(x, t.to(torch.float32)).float()
-        p_x0 = log_p.exp()
-    else:
-        if p_x0.shape[:2] != x.shape:
-            raise ValueError(f"p_x0 must be [B, L, V] with [B, L] = {tuple(x.shape)}, got {tuple(p_x0.shape)}")
-        log_p = p_x0.float().log()
-    x0, _ = masked_sample(log_p, x, mask_id, generator=generator)
-    x_next = unmask(x, x0, mask_id, dt / t, generator=generator)
-    return p_x0, x_next
-
-
-# --------------------------------------------------------------------------- the network
-
-
-@dataclass
-class MDLMConfig:
-    """The fields of MDLM's Hugging Face ``config.json`` that define the DiT backbone."""
-
-    vocab_size: int = 50258
-    model_length: int = 1024
-    hidden_dim: int = 768
-    cond_dim: int = 128
-    n_blocks: int = 12
-    n_heads: int = 12
-    dropout: float = 0.1
-    time_conditioning: bool = False
-    mask_index: int | None = None  # default: vocab_size - 1 (MDLM appends [MASK] to the tokenizer)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MDLMConfig":
-        known = {f.name for f in fields(cls)}
-        required = {"vocab_size", "hidden_dim", "cond_dim", "n_blocks", "n_heads"}
-        missing = sorted(required - d.keys())
-        if missing:
-            raise ValueError(f"MDLM config is missing {missing}")
-        cfg = cls(**{key: v for key, v in d.items() if key in known})
-        if cfg.hidden_dim % cfg.n_heads or (cfg.hidden_dim // cfg.n_heads) % 2:
-            raise ValueError(f"hidden_dim = {cfg.hidden_dim} must split into n_heads = {cfg.n_heads} even-sized heads")
-        return cfg
-
-    @property
-    def mask_id(self) -> int:
-        return self.vocab_size - 1 if self.mask_index is None else int(self.mask_index)
-
-
-class _NormNoBias(nn.Module):
-    """LayerNorm with a weight and no bias, computed in float32."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x.float(), (x.shape[-1],), self.weight.float()).to(x.dtype)
-
-
-class _SigmaEmbedding(nn.Module):
-    """Sinusoidal features of sigma (256 of them) through Linear - SiLU - Linear."""
-
-    n_freq = 256
-
-    def __init__(self, cond_dim: int):
-        super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(self.n_freq, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
-
-    def forward(self, sigma: torch.Tensor) -> torch.Tensor:
-        half = self.n_freq // 2
-        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=sigma.device, dtype=torch.float32) / half)
-        angles = sigma.float()[:, None] * freqs[None]
-        feats = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
-        return self.mlp(feats.to(self.mlp[0].weight.dtype))
-
-
-class _Rotary(nn.Module):
-    """Rotary position embedding over the two halves of each head (rotate-half form)."""
-
-    def __init__(self, head_dim: int):
-        super().__init__()
-        self.register_buffer("inv_freq", 1.0 / 10000 ** (torch.arange(0, head_dim, 2).float() / head_dim))
-
-    def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        L = q.shape[-2]
-        ang = torch.outer(torch.arange(L, device=q.device, dtype=torch.float32), self.inv_freq.float())
-        cos, sin = torch.cat([ang.cos(), ang.cos()], -1).to(q.dtype), torch.cat([ang.sin(), ang.sin()], -1).to(q.dtype)
-
-        def rotate(v):
-            a, b = v.chunk(2, dim=-1)
-            return v * cos + torch.cat([-b, a], dim=-1) * sin
-
-        return rotate(q), rotate(k)
-
-
-def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale) + shift
-
-
-class _Block(nn.Module):
-    """Bidirectional rotary attention + GELU MLP, each modulated and gated by adaLN(c)."""
-
-    def __init__(self, dim: int, n_heads: int, cond_dim: int, dropout: float):
-        super().__init__()
-        self.n_heads = n_heads
-        self.norm1 = _NormNoBias(dim)
-        self.attn_qkv = nn.Linear(dim, 3 * dim, bias=False)
-        self.attn_out = nn.Linear(dim, dim, bias=False)
-        self.norm2 = _NormNoBias(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(approximate="tanh"), nn.Linear(4 * dim, dim))
-        self.adaLN_modulation = nn.Linear(cond_dim, 6 * dim)
-        self.dropout = dropout
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor, rotary: _Rotary) -> torch.Tensor:
-        B, L, D = x.shape
-        sh_a, sc_a, g_a, sh_m, sc_m, g_m = self.adaLN_modulation(c)[:, None].chunk(6, dim=2)
-        qkv = self.attn_qkv(_modulate(self.norm1(x), sh_a, sc_a)).view(B, L, 3, self.n_heads, D // self.n_heads)
-        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # [B, H, L, Dh]
-        q, k = rotary(q, k)
-        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, L, D)
-        x = x + g_a * F.dropout(self.attn_out(a), self.dropout, self.training)
-        h = self.mlp(_modulate(self.norm2(x), sh_m, sc_m))
-        return x + g_m * F.dropout(h, self.dropout, self.training)
-
-
-class _Embedding(nn.Module):
-    def __init__(self, vocab_size: int, dim: int):
-        super().__init__()
-        self.embedding = nn.Parameter(torch.randn(vocab_size, dim) / math.sqrt(dim))
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.embedding[ids]
-
-
-class _FinalLayer(nn.Module):
-    def __init__(self, dim: int, vocab_size: int, cond_dim: int):
-        super().__init__()
-        self.norm_final = _NormNoBias(dim)
-        self.linear = nn.Linear(dim, vocab_size)
-        self.adaLN_modulation = nn.Linear(cond_dim, 2 * dim)
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        shift, scale = self.adaLN_modulation(c)[:, None].chunk(2, dim=2)
-        return self.linear(_modulate(self.norm_final(x), shift, scale))
-
-
-class DiT(nn.Module):
-    """MDLM's diffusion transformer: ``forward(ids [B, L], sigma [B]) -> logits [B, L, V]``."""
-
-    def __init__(self, config: MDLMConfig):
-        super().__init__()
-        c = config
-        self.config = c
-        self.vocab_embed = _Embedding(c.vocab_size, c.hidden_dim)
-        self.sigma_map = _SigmaEmbedding(c.cond_dim)
-        self.rotary_emb = _Rotary(c.hidden_dim // c.n_heads)
-        self.blocks = nn.ModuleList(_Block(c.hidden_dim, c.n_heads, c.cond_dim, c.dropout) for _ in range(c.n_blocks))
-        self.output_layer = _FinalLayer(c.hidden_dim, c.vocab_size, c.cond_dim)
-
-    def forward(self, ids: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        x = self.vocab_embed(ids)
-        c = F.silu(self.sigma_map(sigma))
-        for block in self.blocks:
-            x = block(x, c, self.rotary_emb)
-        return self.output_layer(x, c)
-
-
-class MDLMDenoiser(nn.Module):
-    """A DiT with MDLM's 'subs' output, as ``denoiser(x_t [B, L], t [B]) -> log-probs [B, L, V]``.
-
-    The [MASK] log-prob is -inf and each row is normalized (log-softmax). sigma is
-    ``-log1p(-(1 - eps) t)`` (MDLM's log-linear noise) when the config conditions on
-    time, else 0 as in MDLM. Rows at unmasked positions are returned as computed
-    (samplers copy those positions and never read them).
-    """
-
-    def __init__(self, config: MDLMConfig, noise_eps: float = 1e-3):
-        super().__init__()
-        self.config = config
-        self.mask_id = config.mask_id
-        self.noise_eps = noise_eps
-        self.backbone = DiT(config)
-
-    @torch.no_grad()
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if self.config.time_conditioning:
-            sigma = -torch.log1p(-(1 - self.noise_eps) * t.float())
+        if probs:
+            p_x0 = log_p.exp()
+            p_x0._edlm_log_p = (log_p, p_x0._version)
         else:
-            sigma = torch.zeros(x_t.shape[0], device=x_t.device)
-        logits = self.backbone(x_t, sigma).float()
-        logits[..., self.mask_id] = float("-inf")
-        return torch.log_softmax(logits, dim=-1)
+            p_x0 = log_p
+            p_x0._edlm_is_log = True  # (a flag, not a self-reference: no cycle keeps the tensor alive)
+    else:
+        log_p = _log_probs_of(p_x0, x)
+    x0, _ = masked_sample(log_p, x, mask_id, generator=generator)
+    return p_x0, unmask(x, x0, mask_id, (dt / t).clamp(max=1.0), generator=generator)
+
+
+def loglinear_sigma(t: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """MDLM's log-linear noise: sigma(t) = -log1p(-(1 - eps) t), masking probability (1 - eps) t."""
+    return -torch.log1p(-(1 - eps) * t)
+
+
+def ddpm_update(denoiser, x: torch.Tensor, t, dt, *, mask_id: int, noise=None,
+                generator: torch.Generator | None = None, seed: int | None = None) -> torch.Tensor:
+    """Drop-in for MDLM's ``_ddpm_update(x, t, dt)``: one step without a cache.
+
+    A masked position unmasks with probability (m_t - m_s) / m_t, where m = 1 - exp(-sigma)
+    is the masking probability at t and at s = t - dt, and takes x0 ~ p_x0 then.
+
+    Args:
+        denoiser, x, mask_id, generator, seed: as in :func:`ddpm_caching_update`.
+        t, dt: floats, [B] or [B, 1].
+        noise: ``sigma(t)`` as MDLM's noise schedules compute it (a callable of a
+            float64 tensor [B]; a ``(sigma, dsigma)`` tuple is accepted, as MDLM's noise
+            modules return). Default: MDLM's log-linear schedule (eps = 1e-3), for which
+            the probability is dt / t.
+
+    Returns:
+        x_next [B, L] int64.
+    """
+    t, dt = _check_times(x, t, dt)
+    generator = resolve_generator(x.device, generator, seed)
+
+    def masking(at: torch.Tensor) -> torch.Tensor:
+        sigma = loglinear_sigma(at) if noise is None else noise(at)
+        sigma = sigma[0] if isinstance(sigma, (tuple, list)) else sigma
+        return -torch.expm1(-torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1))
+
+    m_t, m_s = masking(t), masking(t - dt)
+    if not bool((m_t > 0).all()):
+        raise ValueError("the masking probability at t must be positive")
+    log_p = denoiser(x, t.to(torch.float32)).float()
+    x0, _ = masked_sample(log_p, x, mask_id, generator=generator)
+    return unmask(x, x0, mask_id, ((m_t - m_s) / m_t).clamp(0.0, 1.0), generator=generator)
+
+
+# --------------------------------------------------------------------------- patching MDLM's module
+
+
+def patch(diffusion, *, generator: torch.Generator | None = None, seed: int | None = None,
+          sample_categorical_too: bool = True):
+    """Make an MDLM ``Diffusion`` object sample with edlm_ext, in one line.
+
+    Replaces, on this object, ``_ddpm_caching_update`` and ``_ddpm_update`` by
+    :func:`ddpm_caching_update` / :func:`ddpm_update` (denoiser ``forward(x,
+    noise(t))``, mask id ``mask_index``, noise ``noise``; the cache the loop passes back
+    holds log-probabilities, ``probs=False``), and with
+    ``sample_categorical_too`` the module function ``_sample_categorical`` of the
+    object's class module (used by its analytic sampler) by :func:`sample_categorical`;
+    that one affects every object of the module. ``diffusion._sample()`` then runs its
+    own loop on edlm_ext's draws. Returns the object.
+
+    Args:
+        diffusion: an object with MDLM's ``forward(x, sigma)``, ``noise(t) -> (sigma,
+            dsigma)`` and ``mask_index`` (kuleshov-group/mdlm's ``diffusion.Diffusion``).
+        generator / seed: one random stream for every patched call (default: fresh
+            entropy), on the device of the object's first parameter.
+    """
+    for name in ("forward", "noise", "mask_index"):
+        if not hasattr(diffusion, name):
+            raise TypeError(f"patch needs MDLM's Diffusion (forward, noise, mask_index); {name!r} is missing")
+    params = list(diffusion.parameters()) if hasattr(diffusion, "parameters") else []
+    device = params[0].device if params else torch.device("cpu")
+    gen = resolve_generator(device, generator, seed)
+
+    def sigma(t):
+        out = diffusion.noise(t)
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+    def denoiser(x, t):
+        return diffusion.forward(x, sigma(t))
+
+    mask_id = int(diffusion.mask_index)
+    diffusion._ddpm_caching_update = functools.partial(_caching_method, denoiser, mask_id, gen)
+    diffusion._ddpm_update = functools.partial(_update_method, denoiser, mask_id, gen, sigma)
+    if sample_categorical_too:
+        module = sys.modules.get(type(diffusion).__module__)
+        if module is not None and hasattr(module, "_sample_categorical"):
+            module._sample_categorical = functools.partial(sample_categorical, generator=gen)
+    return diffusion
+
+
+def _caching_method(denoiser, mask_id, gen, x, t, dt, p_x0=None):
+    return ddpm_caching_update(denoiser, x, t, dt, p_x0, mask_id=mask_id, generator=gen, probs=False)
+
+
+def _update_method(denoiser, mask_id, gen, sigma, x, t, dt):
+    return ddpm_update(denoiser, x, t, dt, mask_id=mask_id, noise=sigma, generator=gen)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -310,69 +302,53 @@ class MDLMDenoiser(nn.Module):
 
 def save_mdlm(denoiser: MDLMDenoiser, path: str | os.PathLike) -> None:
     """Write ``config.json`` + ``model.safetensors`` in MDLM's Hugging Face layout."""
-    from safetensors.torch import save_file
-
-    os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, CONFIG_FILE), "w") as f:
-        json.dump({"model_type": "mdlm", **asdict(denoiser.config)}, f, indent=1)
-    state = {STATE_PREFIX + k: v.detach().contiguous() for k, v in denoiser.backbone.state_dict().items()}
-    save_file(state, os.path.join(path, WEIGHT_FILES[0]))
-
-
-def _read_state(path: str) -> dict:
-    for name in WEIGHT_FILES:
-        f = os.path.join(path, name)
-        if os.path.isfile(f):
-            if name.endswith(".safetensors"):
-                from safetensors.torch import load_file
-
-                return load_file(f)
-            return torch.load(f, map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"no weights in {path}: expected one of {WEIGHT_FILES}")
+    _ckpt.save_hf_dir(denoiser.config, denoiser.backbone.state_dict(), path)
 
 
 def load_mdlm(path: str | os.PathLike, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-              noise_eps: float = 1e-3) -> MDLMDenoiser:
-    """Load a local MDLM DiT checkpoint directory as a denoiser (no network access).
+              noise_eps: float = 1e-3, ema: bool | None = None, config: dict | str | os.PathLike | None = None,
+              mask_index: int | None = None) -> MDLMDenoiser:
+    """Load a local MDLM DiT checkpoint as a denoiser (no network access).
 
     Args:
-        path: a directory with ``config.json`` (MDLM's fields: vocab_size, hidden_dim,
-            cond_dim, n_blocks, n_heads, and optionally model_length, dropout,
-            time_conditioning, mask_index) and ``model.safetensors`` or
-            ``pytorch_model.bin`` (keys ``backbone.*``; other keys, e.g. EMA copies
-            under another prefix, are ignored).
+        path: either
+            * a Hugging Face directory: ``config.json`` (MDLM's fields: vocab_size,
+              hidden_dim, cond_dim, n_blocks, n_heads, and optionally model_length,
+              dropout, time_conditioning, mask_index) and ``model.safetensors`` or
+              ``pytorch_model.bin`` (keys ``backbone.*``; other keys are ignored); or
+            * a Lightning ``.ckpt`` file written by MDLM's training (``state_dict``
+              with keys ``backbone.*``; the EMA under ``ema``). Its configuration
+              comes from ``config``, else the checkpoint's ``hyper_parameters``,
+              else a Hydra ``config.yaml`` beside it (the file's directory, its
+              ``.hydra/``, or the run directory above ``checkpoints/``). Nothing in
+              the file is executed: unknown pickled classes are read as plain data.
         device, dtype: where and in what precision the weights live.
         noise_eps: eps of MDLM's log-linear noise (used with time conditioning).
+        ema: ``.ckpt`` only: True = the EMA weights (an error if absent), False = the
+            trained weights, None (default) = EMA when present, as MDLM samples.
+        config: ``.ckpt`` only: MDLM's Hydra config as a dict or a YAML path.
+        mask_index: the [MASK] id; default: the config's, else V - 1 (MDLM appends
+            [MASK] to tokenizers without one, e.g. GPT-2's; for a tokenizer with its
+            own, e.g. LM1B's bert-base-uncased, pass its id, 103).
 
     Returns:
-        an :class:`MDLMDenoiser` in eval mode; ``.mask_id`` is the [MASK] id.
+        an :class:`MDLMDenoiser` in eval mode; ``.mask_id`` is the [MASK] id and
+        ``.time_independent`` tells :func:`edlm_ext.sample` whether it may cache.
 
     Raises:
-        FileNotFoundError: missing directory, config or weights.
-        ValueError: a config without the needed fields, or weights that do not match it.
+        FileNotFoundError: missing path, config or weights.
+        ValueError: a config without the needed fields, weights that do not match
+            it, or ``ema=True`` without EMA weights.
     """
     path = os.fspath(path)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"MDLM checkpoint directory not found: {path}")
-    cfg_file = os.path.join(path, CONFIG_FILE)
-    if not os.path.isfile(cfg_file):
-        raise FileNotFoundError(f"no {CONFIG_FILE} in {path}")
-    with open(cfg_file) as f:
-        config = MDLMConfig.from_dict(json.load(f))
-    raw = _read_state(path)
-    state = {k[len(STATE_PREFIX):]: v for k, v in raw.items() if k.startswith(STATE_PREFIX)}
-    if not state:
-        raise ValueError(f"no '{STATE_PREFIX}*' weights in {path}")
-    model = MDLMDenoiser(config, noise_eps=noise_eps)
-    expected = model.backbone.state_dict()
-    state.setdefault("rotary_emb.inv_freq", expected["rotary_emb.inv_freq"])  # some exports drop the buffer
-    missing = sorted(expected.keys() - state.keys())
-    unexpected = sorted(state.keys() - expected.keys())
-    if missing or unexpected:
-        raise ValueError(f"checkpoint does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    for key, value in state.items():
-        if value.shape != expected[key].shape:
-            raise ValueError(f"checkpoint weight {key} has shape {tuple(value.shape)}, "
-                             f"the config needs {tuple(expected[key].shape)}")
-    model.backbone.load_state_dict(state)
+    if os.path.isfile(path):
+        cfg, state = _ckpt.read_lightning(path, ema=ema, config=config)
+    elif os.path.isdir(path):
+        cfg, state = _ckpt.read_hf_dir(path)
+    else:
+        raise FileNotFoundError(f"MDLM checkpoint not found: {path}")
+    if mask_index is not None:
+        cfg.mask_index = int(mask_index)
+    model = MDLMDenoiser(cfg, noise_eps=noise_eps)
+    _ckpt.load_backbone(model.backbone, state, path)
     return model.to(device=device, dtype=dtype).eval()

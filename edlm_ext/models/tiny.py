@@ -27,6 +27,8 @@ class TinyDenoiser(nn.Module):
     """Bidirectional denoiser with 'subs' output: the [MASK] logit is -inf.
     ``forward(x_t [B, L], t [B]) -> logits [B, L, V]`` (t is accepted, unused)."""
 
+    time_independent = True  # the output ignores t: edlm_ext.sample may reuse logits
+
     def __init__(self, vocab_size: int, mask_id: int, max_len: int = 128, d_model: int = 32, n_layers: int = 2,
                  n_heads: int = 4):
         super().__init__()

@@ -86,6 +86,8 @@ class Denoiser(nn.Module):
     with the [MASK] logit -inf. No time conditioning (masked diffusion does not need
     it, and it keeps the sampler's logit caching exact)."""
 
+    time_independent = True  # the output ignores t: edlm_ext.sample may reuse logits
+
     def __init__(self, cfg: ModelConfig, mask_id: int):
         super().__init__()
         self.cfg, self.mask_id = cfg, mask_id

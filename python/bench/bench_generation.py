@@ -1,21 +1,20 @@
-"""Whole generation loops with a tiny model: the stock PyTorch sampling vs edlm_ext's.
+"""Whole generation loops, upstream code vs the edlm_ext drop-in, with the same tiny model.
 
-Loops (the same tiny MDLM DiT, random weights, for both; only the sampling differs):
+For each upstream project the loop as its code runs it (edlm_ext.integrations.stock, a
+re-implementation of the published algorithm) is timed beside the drop-in, on one model
+(a random MDLM DiT, one block, whose logits any loop can read):
 
-* mdlm   MDLM's ancestral loop with caching (t from 1 to 1e-5, ``--steps`` steps).
-         stock: p_x0 in float64, q_xs = p_x0 dt with q_xs[MASK] = t - dt, argmax of
-                q_xs / Exp(1) noise from float64 uniforms (edlm_ext.integrations.stock)
-         ours:  edlm_ext.integrations.mdlm.ddpm_caching_update (exact draw + unmask kernels)
-         Both reuse p_x0 while x does not change, as MDLM's loop does.
-* llada  LLaDA's block-wise semi-autoregressive loop (prompt 16, blocks of gen_length/2,
-         low-confidence remasking, temperature 1).
-         stock: float64 Gumbel argmax, float64 softmax confidence, top-k transfer
-         ours:  edlm_ext.integrations.hf.generate
+* mdlm       ``Diffusion._sample`` (ddpm_cache, eps 1e-5), unpatched vs ``mdlm.patch``
+* llada      LLaDA's ``generate`` vs ``hf.generate`` (2 blocks, low confidence, T = 1)
+* fast_dllm  Fast-dLLM's ``generate`` vs ``fast_dllm.generate`` (threshold 0.9, greedy)
+* dream      Dream's ``diffusion_generate`` vs ``dream.diffusion_generate`` (entropy, top_p 0.95, T = 0.2)
 
-Per loop step: model ms (denoiser calls, timed around the model) and sampling ms
-(everything else). One warm-up run, then the median of ``--repeats`` runs.
+Per generation: model ms (the model's calls, timed around them), sampling ms
+(everything else) and their total; "sampling x" is the ratio of the sampling time (the
+loops make the same steps, so it is the sampling step's speed-up), "loop x" the ratio
+of the whole loop's time. One warm-up run, then the median of ``--repeats`` runs.
 
-    python python/bench/bench_generation.py                       # CPU, V = 50258 and 126464
+    python python/bench/bench_generation.py                       # CPU, one thread
     python python/bench/bench_generation.py --device cuda --batch 16 --seq-len 1024
 
 Table to stdout, CSV to python/bench/results/bench_generation_<device>.csv.
@@ -38,100 +37,133 @@ try:
     import edlm_ext  # noqa: F401
 except ImportError:  # run from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from edlm_ext.integrations import hf, mdlm, stock  # noqa: E402
+from edlm_ext.integrations import dream, fast_dllm, hf, mdlm, stock  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-COLUMNS = ("device", "device_name", "torch_version", "date", "loop", "V", "B", "L", "steps", "impl",
-           "model_ms_per_step", "sampling_ms_per_step", "total_ms_per_step", "sampling_speedup", "repeats")
+COLUMNS = ("device", "device_name", "threads", "torch_version", "date", "loop", "V", "B", "L", "steps", "impl",
+           "model_calls", "model_ms", "sampling_ms", "total_ms", "sampling_speedup",
+           "loop_speedup", "repeats")
+PROMPT = 16
 
 
-class TimedModel:
-    """Wraps a model and adds up the wall time of its calls (synchronizing CUDA)."""
+class Clock:
+    """Adds up the wall time of the model's calls (synchronizing CUDA)."""
 
-    def __init__(self, model, device: torch.device):
-        self.model, self.cuda, self.seconds = model, device.type == "cuda", 0.0
+    def __init__(self, device: torch.device):
+        self.cuda, self.seconds, self.calls = device.type == "cuda", 0.0, 0
 
-    def _sync(self):
-        if self.cuda:
-            torch.cuda.synchronize()
+    def wrap(self, fn):
+        def timed(*args, **kwargs):
+            if self.cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            if self.cuda:
+                torch.cuda.synchronize()
+            self.seconds += time.perf_counter() - t0
+            self.calls += 1
+            return out
+        return timed
 
-    def __call__(self, *args):
-        self._sync()
-        t0 = time.perf_counter()
-        out = self.model(*args)
-        self._sync()
-        self.seconds += time.perf_counter() - t0
-        return out
 
-
-def tiny_model(vocab_size: int, seq_len: int, device: torch.device) -> mdlm.MDLMDenoiser:
+def tiny_dit(vocab_size: int, seq_len: int, device: torch.device) -> mdlm.MDLMDenoiser:
     torch.manual_seed(0)
     cfg = mdlm.MDLMConfig(vocab_size=vocab_size, model_length=seq_len, hidden_dim=64, cond_dim=32, n_blocks=1,
                           n_heads=2, dropout=0.0)
     return mdlm.MDLMDenoiser(cfg).to(device).eval()
 
 
-def mdlm_loop(impl: str, den, B: int, L: int, steps: int, device, seed: int) -> None:
-    """MDLM's sampling loop: caching while x does not change, final step to t = eps."""
-    mask_id, eps = den.mask_id, 1e-5
-    gen = torch.Generator(device=device).manual_seed(seed)
-    x = torch.full((B, L), mask_id, dtype=torch.long, device=device)
-    dt = (1 - eps) / steps
-    cache = None
-    for i in range(steps):
-        t = 1 - i * dt
-        if impl == "stock":
-            cache, x_next = stock.mdlm_ddpm_update(den, x, t, dt, mask_id, cache, generator=gen)
-        else:
-            cache, x_next = mdlm.ddpm_caching_update(den, x, t, dt, cache, mask_id=mask_id, generator=gen)
-        if not torch.equal(x_next, x):
-            cache = None
-        x = x_next
+def _logits(den, ids):
+    with torch.no_grad():
+        lg = den.backbone(ids, torch.zeros(ids.shape[0], device=ids.device)).float()
+    lg[..., den.mask_id] = torch.finfo(lg.dtype).min  # a trained model never predicts [MASK]
+    return lg
 
 
-def llada_loop(impl: str, model, B: int, L: int, steps: int, device, seed: int) -> None:
-    prompt_len = 16
-    gen_length = L - prompt_len
-    prompt = torch.randint(0, model.mask_id, (B, prompt_len), device=device,
-                           generator=torch.Generator(device=device).manual_seed(seed))
-    kw = dict(mask_id=model.mask_id, gen_length=gen_length, block_length=gen_length // 2, steps=steps,
-              temperature=1.0)
+def loop_fn(loop: str, impl: str, den, clock: Clock, B: int, L: int, steps: int, device, seed: int):
+    """Returns a function that runs one generation."""
+    mask = den.mask_id
+    prompt = torch.randint(0, mask, (B, PROMPT), device=device, generator=torch.Generator(device).manual_seed(seed))
+    gen_len = L - PROMPT
+    if loop == "mdlm":
+        model = stock.mdlm.Diffusion(den.backbone, mask, sampler="ddpm_cache", length=L, batch_size=B)
+        model.forward = clock.wrap(model.forward)
+        if impl == "edlm_ext":
+            mdlm.patch(model, seed=seed, sample_categorical_too=False)
+        return lambda: model._sample(num_steps=steps)
+    if loop in ("llada", "fast_dllm"):
+        llada_model = clock.wrap(lambda ids, attention_mask=None: SimpleNamespace(logits=_logits(den, ids)))
+        if loop == "llada":
+            kw = dict(steps=steps, gen_length=gen_len, block_length=gen_len // 2, temperature=1.0, mask_id=mask)
+            if impl == "stock":
+                return lambda: stock.llada.generate(llada_model, prompt, **kw)
+            return lambda: hf.generate(llada_model, prompt, seed=seed, **kw)
+        kw = dict(steps=steps, gen_length=gen_len, block_length=gen_len // 2, temperature=0.0, mask_id=mask,
+                  threshold=0.9)
+        impl_fn = stock.fast_dllm.generate if impl == "stock" else fast_dllm.generate
+        return lambda: impl_fn(llada_model, prompt, **kw)
+    call = clock.wrap(lambda ids, attention_mask=None, tok_idx=None: SimpleNamespace(logits=_logits(den, ids)))
+    kw = dict(max_new_tokens=gen_len, steps=steps, alg="entropy", temperature=0.2, top_p=0.95, mask_token_id=mask)
     if impl == "stock":
-        stock.llada_generate(model, prompt, generator=torch.Generator(device=device).manual_seed(seed), **kw)
-    else:
-        hf.generate(model, prompt, seed=seed, **kw)
+        return lambda: stock.dream.diffusion_generate(call, prompt, **kw)
+    return lambda: dream.diffusion_generate(call, prompt, seed=seed, **kw)
 
 
-class LogitsModel:
-    """LLaDA-style model from the tiny DiT: ``model(ids).logits`` (t unused); keeps mask_id."""
-
-    def __init__(self, den):
-        self.den, self.mask_id = den, den.mask_id
-
-    def __call__(self, ids):
-        return SimpleNamespace(logits=self.den(ids, torch.zeros(ids.shape[0], device=ids.device)))
+def mdlm_steps(V: int, B: int, L: int, device, repeats: int) -> list[tuple[str, dict]]:
+    """MDLM's sampling step alone, on cached p_x0 (no model call): ``_ddpm_caching_update``
+    and ``_sample_categorical`` on its q_xs, upstream vs ours."""
+    den = tiny_dit(V, L, device)
+    model = stock.mdlm.Diffusion(den.backbone, den.mask_id, length=L, batch_size=B)
+    x = torch.full((B, L), den.mask_id, device=device)
+    t = torch.full((B, 1), 0.5, device=device)
+    p_x0, _ = model._ddpm_caching_update(x, t, 0.01)
+    q_xs = p_x0 * 0.01
+    q_xs[..., den.mask_id] = 0.49
+    ours_cache, _ = mdlm.ddpm_caching_update(den, x, t, 0.01, mask_id=den.mask_id, seed=0)
+    cases = {
+        "mdlm_step": (lambda: model._ddpm_caching_update(x, t, 0.01, p_x0=p_x0),
+                      lambda: mdlm.ddpm_caching_update(den, x, t, 0.01, ours_cache, mask_id=den.mask_id, seed=1)),
+        "mdlm_categorical": (lambda: stock.mdlm._sample_categorical(q_xs),
+                             lambda: mdlm.sample_categorical(q_xs, seed=2)),
+    }
+    out = []
+    for name, fns in cases.items():
+        ms = []
+        for fn in fns:
+            fn()
+            times = []
+            for _ in range(repeats):
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                fn()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - t0)
+            ms.append(1e3 * statistics.median(times))
+        out.append((name, dict(stock=ms[0], edlm_ext=ms[1])))
+    return out
 
 
 def run(loop: str, impl: str, V: int, B: int, L: int, steps: int, device, repeats: int) -> dict:
-    den = tiny_model(V, L, device)
-    timed = TimedModel(den if loop == "mdlm" else LogitsModel(den), device)
-    timed.mask_id = den.mask_id
-    fn = mdlm_loop if loop == "mdlm" else llada_loop
-    totals, models = [], []
+    den = tiny_dit(V, L, device)
+    totals, models, calls = [], [], 0
     for r in range(repeats + 1):
-        timed.seconds = 0.0
+        clock = Clock(device)
+        fn = loop_fn(loop, impl, den, clock, B, L, steps, device, seed=r)
+        torch.manual_seed(r)  # the upstream loops draw from torch's global generator
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        fn(impl, timed, B, L, steps, device, seed=r)
+        fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
         if r:  # r = 0 is the warm-up
             totals.append(time.perf_counter() - t0)
-            models.append(timed.seconds)
+            models.append(clock.seconds)
+            calls = clock.calls
     total, model = statistics.median(totals), statistics.median(models)
-    return dict(model_ms_per_step=1e3 * model / steps, sampling_ms_per_step=1e3 * (total - model) / steps,
-                total_ms_per_step=1e3 * total / steps)
+    return dict(model_calls=calls, model_ms=1e3 * model, sampling_ms=1e3 * (total - model), total_ms=1e3 * total)
 
 
 def main(argv=None) -> int:
@@ -142,31 +174,52 @@ def main(argv=None) -> int:
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--loops", default="mdlm,llada")
-    ap.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads; 1 is steadiest on a shared machine)")
+    ap.add_argument("--loops", default="mdlm,llada,fast_dllm,dream")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads (torch.set_num_threads; 1 is steadiest on a shared machine)")
+    ap.add_argument("--quick", action="store_true", help="smoke test: V = 1000, 4 steps, one repeat, no CSV")
+    ap.add_argument("--csv", default=None, help="CSV path (default python/bench/results/bench_generation_<device>.csv)")
     a = ap.parse_args(argv)
+    if a.quick:
+        a.vocab, a.steps, a.repeats = "1000", 4, 1
     device = torch.device(a.device)
     if device.type == "cpu":
         torch.set_num_threads(a.threads)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    meta = dict(device=device.type, device_name=name, torch_version=torch.__version__,
-                date=datetime.date.today().isoformat(), repeats=a.repeats)
+    meta = dict(device=device.type, device_name=name, threads=torch.get_num_threads(),
+                torch_version=torch.__version__, date=datetime.date.today().isoformat(), repeats=a.repeats)
     rows = []
-    print(f"{'loop':6} {'V':>7} {'impl':9} {'model ms/step':>14} {'sampling ms/step':>17} {'total ms/step':>14} "
-          f"{'sampling speedup':>17}")
+    print(f"{'loop':9} {'V':>7} {'impl':9} {'calls':>5} {'model ms':>10} {'sampling ms':>12} {'total ms':>10} "
+          f"{'sampling x':>10} {'loop x':>7}")
     for loop in a.loops.split(","):
         for V in (int(v) for v in a.vocab.split(",")):
             res = {impl: run(loop, impl, V, a.batch, a.seq_len, a.steps, device, a.repeats)
                    for impl in ("stock", "edlm_ext")}
-            speedup = res["stock"]["sampling_ms_per_step"] / res["edlm_ext"]["sampling_ms_per_step"]
+            s_x = res["stock"]["sampling_ms"] / res["edlm_ext"]["sampling_ms"]
+            l_x = res["stock"]["total_ms"] / res["edlm_ext"]["total_ms"]
             for impl, r in res.items():
+                ours = impl == "edlm_ext"
                 row = dict(meta, loop=loop, V=V, B=a.batch, L=a.seq_len, steps=a.steps, impl=impl, **r,
-                           sampling_speedup=round(speedup, 2) if impl == "edlm_ext" else 1.0)
+                           sampling_speedup=round(s_x, 2) if ours else 1.0, loop_speedup=round(l_x, 2) if ours else 1.0)
                 rows.append(row)
-                print(f"{loop:6} {V:>7} {impl:9} {r['model_ms_per_step']:>14.2f} {r['sampling_ms_per_step']:>17.2f} "
-                      f"{r['total_ms_per_step']:>14.2f} {row['sampling_speedup']:>17.2f}")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"bench_generation_{device.type}.csv"
+                print(f"{loop:9} {V:>7} {impl:9} {r['model_calls']:>5} {r['model_ms']:>10.1f} "
+                      f"{r['sampling_ms']:>12.1f} {r['total_ms']:>10.1f} "
+                      f"{row['sampling_speedup']:>10.2f} {row['loop_speedup']:>7.2f}")
+    for V in (int(v) for v in a.vocab.split(",")):
+        for name, ms in mdlm_steps(V, a.batch, a.seq_len, device, max(3, a.repeats)):
+            x = ms["stock"] / ms["edlm_ext"]
+            for impl in ("stock", "edlm_ext"):
+                ours = impl == "edlm_ext"
+                ratio = round(x, 2) if ours else 1.0
+                rows.append(dict(meta, loop=name, V=V, B=a.batch, L=a.seq_len, steps=1, impl=impl, model_calls=0,
+                                 model_ms=0.0, sampling_ms=ms[impl], total_ms=ms[impl], sampling_speedup=ratio,
+                                 loop_speedup=ratio))
+                print(f"{name:17} {V:>7} {impl:9} {'':>5} {'':>10} {ms[impl]:>12.1f} {ms[impl]:>10.1f} "
+                      f"{rows[-1]['sampling_speedup']:>10.2f}")
+    if a.quick and a.csv is None:
+        return 0
+    out = Path(a.csv) if a.csv else RESULTS_DIR / f"bench_generation_{device.type}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
