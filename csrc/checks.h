@@ -7,9 +7,48 @@
 #include <cmath>
 #include <optional>
 
+#include "edlm/common.h"
 #include "edlm/filter.h"
 
 namespace edlm_ext {
+
+// The valid sampling temperatures: 0 (greedy) or T in [kMinTemperature,
+// kMaxTemperature]. Inside the range the kernels' float32 scale c = log2(e) / T is a
+// normal float with ample headroom (so (l - m) c is never NaN and a term is 0 only
+// when it underflows), and 1 / T is finite: every draw, logp and entropy is computed
+// under T itself. Outside it the scale would overflow (T -> 0: not greedy, wrong
+// statistics) or underflow to 0 (T -> inf: NaN terms, out-of-range ids). The Python
+// wrappers (edlm_ext/ops.py, TEMPERATURE_RANGE) state and check the same range.
+constexpr double kMinTemperature = 1e-30;
+constexpr double kMaxTemperature = 1e30;
+
+inline void check_temperature(const char* op, double temperature) {
+  TORCH_CHECK(temperature == 0.0 || (temperature >= kMinTemperature && temperature <= kMaxTemperature), op,
+              ": temperature must be 0 (greedy) or in [", kMinTemperature, ", ", kMaxTemperature, "], got ",
+              temperature);
+}
+
+// rng: the [seed, offset] key of one op call, a 1-D int64 tensor of 2 elements on
+// `device` (any strides: readers go through contiguous_rng / read_rng_key_cpu).
+inline void check_rng(const char* op, const at::Tensor& rng, const at::Device& device) {
+  TORCH_CHECK(rng.dim() == 1 && rng.numel() == 2 && rng.scalar_type() == at::kLong, op,
+              ": rng must be a 1-D int64 tensor [seed, offset], got ", rng.scalar_type(), " of shape ", rng.sizes());
+  TORCH_CHECK(rng.device() == device, op, ": rng is on ", rng.device(), " but the op runs on ", device);
+}
+
+// The checked rng as a contiguous tensor (a strided or expanded view would be read
+// at the wrong addresses). CUDA launchers pass its data_ptr to their kernels.
+inline at::Tensor contiguous_rng(const char* op, const at::Tensor& rng, const at::Device& device) {
+  check_rng(op, rng, device);
+  return rng.contiguous();
+}
+
+// The key of a CPU op: the one place where CPU ops read rng.
+inline edlm::RngKey read_rng_key_cpu(const char* op, const at::Tensor& rng) {
+  const at::Tensor r = contiguous_rng(op, rng, at::Device(at::kCPU));
+  const int64_t* p = r.data_ptr<int64_t>();
+  return edlm::RngKey{static_cast<uint64_t>(p[0]), static_cast<uint64_t>(p[1])};
+}
 
 // logits [B, L, V] float32/bfloat16/float16, stride(-1) == 1; x_t [B, L] int64;
 // rng [2] int64 (seed, stream offset) on the logits' device.
@@ -28,10 +67,8 @@ inline void check_masked_sample_args(const char* op, const at::Tensor& logits, c
               logits.device());
   TORCH_CHECK(mask_id >= 0 && mask_id < logits.size(2), op, ": mask_id ", mask_id,
               " outside [0, V = ", logits.size(2), ")");
-  TORCH_CHECK(temperature >= 0.0 && std::isfinite(temperature), op, ": temperature must be finite and >= 0, got ",
-              temperature);
-  TORCH_CHECK(rng.dim() == 1 && rng.numel() == 2 && rng.scalar_type() == at::kLong && rng.device() == logits.device(),
-              op, ": rng must be an int64 tensor [seed, offset] on the logits' device");
+  check_temperature(op, temperature);
+  check_rng(op, rng, logits.device());
 }
 
 // log_w [B, k] float32/float64; proposals [B, k, L] int64; rng [2] int64; one device.
@@ -46,16 +83,29 @@ inline void check_importance_resample_args(const at::Tensor& log_w, const at::Te
   TORCH_CHECK(proposals.size(1) >= 1, "importance_resample: k must be >= 1");
   TORCH_CHECK(log_w.device() == proposals.device(), "importance_resample: log_w is on ", log_w.device(),
               ", proposals on ", proposals.device());
-  TORCH_CHECK(rng.dim() == 1 && rng.numel() == 2 && rng.scalar_type() == at::kLong && rng.device() == log_w.device(),
-              "importance_resample: rng must be an int64 tensor [seed, offset] on the op's device");
+  check_rng("importance_resample", rng, log_w.device());
 }
 
 // top_k >= 0 (0: off), top_p in (0, 1] (1: off), min_p in [0, 1] (0: off).
+// (Without V: kept for callers that check V themselves with check_top_p_vocab.)
 inline edlm::Filter check_filter_args(const char* op, int64_t top_k, double top_p, double min_p) {
   TORCH_CHECK(top_k >= 0, op, ": top_k must be >= 0, got ", top_k);
   TORCH_CHECK(top_p > 0.0 && top_p <= 1.0, op, ": top_p must be in (0, 1], got ", top_p);
   TORCH_CHECK(min_p >= 0.0 && min_p <= 1.0, op, ": min_p must be in [0, 1], got ", min_p);
   return edlm::Filter{top_k, top_p, min_p};
+}
+
+// top_p < 1 counts token masses in fixed point (edlm/filter.h): V <= kMaxTopPVocab.
+inline void check_top_p_vocab(const char* op, double top_p, int64_t V) {
+  TORCH_CHECK(top_p >= 1.0 || V <= edlm::kMaxTopPVocab, op, ": top_p < 1 needs a vocabulary of at most ",
+              edlm::kMaxTopPVocab, " tokens (the fixed-point mass counter of the top-p select), got V = ", V);
+}
+
+// The filters of a row of V logits, all checked.
+inline edlm::Filter check_filter_args(const char* op, int64_t top_k, double top_p, double min_p, int64_t V) {
+  const edlm::Filter f = check_filter_args(op, top_k, top_p, min_p);
+  check_top_p_vocab(op, top_p, V);
+  return f;
 }
 
 // x_t, x0 [B, L] int64 on one device; mask_id >= 0. `op` names the caller.
@@ -77,8 +127,7 @@ inline void check_unmask_args(const at::Tensor& x_t, const at::Tensor& x0, int64
   TORCH_CHECK(p.scalar_type() == at::kFloat || p.scalar_type() == at::kDouble,
               "unmask: p must be float32 or float64, got ", p.scalar_type());
   TORCH_CHECK(p.device() == x_t.device(), "unmask: p is on ", p.device(), ", x_t on ", x_t.device());
-  TORCH_CHECK(rng.dim() == 1 && rng.numel() == 2 && rng.scalar_type() == at::kLong && rng.device() == x_t.device(),
-              "unmask: rng must be an int64 tensor [seed, offset] on x_t's device");
+  check_rng("unmask", rng, x_t.device());
 }
 
 // unmask_confident: x_t, x0 as above; confidence [B, L] float32/float64/bfloat16/float16;
@@ -105,10 +154,7 @@ inline void check_unmask_confident_args(const at::Tensor& x_t, const at::Tensor&
   }
 }
 
-// Sampling at temperature T uses c = log2(e) / T; T = 0, or T so small that c
-// overflows float32, means greedy.
-inline bool is_greedy(double temperature) {
-  return temperature == 0.0 || 1.4426950408889634 / temperature > 3.0e38;
-}
+// T = 0 means greedy (every other valid T samples under T: see check_temperature).
+inline bool is_greedy(double temperature) { return temperature == 0.0; }
 
 }  // namespace edlm_ext
