@@ -309,14 +309,16 @@ class MDLMDenoiser(nn.Module):
 
 
 def save_mdlm(denoiser: MDLMDenoiser, path: str | os.PathLike) -> None:
-    """Write ``config.json`` + ``model.safetensors`` in MDLM's Hugging Face layout."""
-    from safetensors.torch import save_file
+    """Write ``config.json`` + ``model.safetensors`` in MDLM's Hugging Face layout
+    (each file atomically: edlm_ext.atomic)."""
+    from safetensors.torch import save
 
-    os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, CONFIG_FILE), "w") as f:
-        json.dump({"model_type": "mdlm", **asdict(denoiser.config)}, f, indent=1)
+    from .. import atomic
+
     state = {STATE_PREFIX + k: v.detach().contiguous() for k, v in denoiser.backbone.state_dict().items()}
-    save_file(state, os.path.join(path, WEIGHT_FILES[0]))
+    atomic.write_bytes(os.path.join(path, WEIGHT_FILES[0]), save(state))
+    atomic.write_text(os.path.join(path, CONFIG_FILE), json.dumps({"model_type": "mdlm", **asdict(denoiser.config)},
+                                                                   indent=1))
 
 
 def _read_state(path: str) -> dict:

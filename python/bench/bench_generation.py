@@ -22,8 +22,6 @@ Table to stdout, CSV to python/bench/results/bench_generation_<device>.csv.
 """
 from __future__ import annotations
 
-import argparse
-import csv
 import datetime
 import platform
 import statistics
@@ -38,6 +36,8 @@ try:
     import edlm_ext  # noqa: F401
 except ImportError:  # run from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from edlm_ext import atomic  # noqa: E402
+from edlm_ext._cli_util import ArgumentParser, run as run_cli  # noqa: E402
 from edlm_ext.integrations import hf, mdlm, stock  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -135,7 +135,7 @@ def run(loop: str, impl: str, V: int, B: int, L: int, steps: int, device, repeat
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="bench_generation.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--vocab", default="50258,126464")
     ap.add_argument("--batch", type=int, default=2)
@@ -146,6 +146,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads; 1 is steadiest on a shared machine)")
     a = ap.parse_args(argv)
     device = torch.device(a.device)
+    out = atomic.check_output_file(RESULTS_DIR / f"bench_generation_{device.type}.csv", "the CSV")
     if device.type == "cpu":
         torch.set_num_threads(a.threads)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
@@ -165,16 +166,11 @@ def main(argv=None) -> int:
                 rows.append(row)
                 print(f"{loop:6} {V:>7} {impl:9} {r['model_ms_per_step']:>14.2f} {r['sampling_ms_per_step']:>17.2f} "
                       f"{r['total_ms_per_step']:>14.2f} {row['sampling_speedup']:>17.2f}")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"bench_generation_{device.type}.csv"
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
+    atomic.write_csv(out, [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}
+                           for row in rows], COLUMNS)
     print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli("bench_generation.py", main))
