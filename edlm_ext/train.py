@@ -249,6 +249,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     step, elapsed, history = 0, 0.0, []
     command = " ".join([Path(sys.executable).name, "-m", "edlm_ext.train", *sys.argv[1:]])
     commands: list[dict] = []  # every run that trained these weights: {command, from_step, threads}
+    if not ckpt_path.exists() and (out / "model.safetensors").exists():
+        print(f"train: no checkpoint in {out}: training afresh; its model.safetensors will be replaced at the end",
+              file=sys.stderr)
     if ckpt_path.exists():  # resume: weights (fp32), optimizer, step, clock, history, both RNGs
         ck = checkpoint.load(ckpt_path, ident)
         model.load_state_dict(ck.model)
