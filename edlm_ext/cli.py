@@ -143,7 +143,7 @@ def _parser() -> ArgumentParser:
     s.add_argument("--num-samples", type=int_at_least(1), default=8)
     s.add_argument("--seq-len", type=int_at_least(1), default=32)
     s.add_argument("--batch-size", type=int_at_least(1), default=16, help="samples per sampler call on each rank")
-    s.add_argument("--vocab-size", type=int_at_least(2, 2**31), default=64,
+    s.add_argument("--vocab-size", type=int_at_least(2, 2**20), default=64,
                    help="tiny models: vocabulary size ([MASK] = last id)")
     s.add_argument("--model-seed", type=int_at_least(0, 2**63 - 1), default=0, help="tiny models: initialisation seed")
     s.add_argument("--device", default="cpu", help="cpu, cuda (under torchrun: cuda:LOCAL_RANK)")
@@ -262,12 +262,16 @@ def _report(records, stats, text, a) -> None:
 def cmd_eval(a) -> int:
     from .data import load_tokenizer, special_ids
     from .evaluate import evaluate
-    from .train import load_model
+    from .train import load_model, read_model_config
 
     _check_shipped(("ar",))
     tok = load_tokenizer()
     eot, _ = special_ids(tok)
     tokens = read_samples(a.input, tok.get_vocab_size())
+    max_len = read_model_config(os.path.join(ASSETS, "ar"))["max_len"]
+    if tokens.shape[1] > max_len:
+        raise InputError(f"{a.input}: samples of {tokens.shape[1]} tokens exceed the AR model's maximum length "
+                         f"{max_len}")
     judge = None
     if a.judge:
         from .judge import SmolLM2Judge

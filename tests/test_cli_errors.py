@@ -55,6 +55,7 @@ SAMPLE_FLAGS = [
     (["--window", "nan"], r"argument --window: must be a finite number", 2),
     (["--window", "1.5"], r"argument --window: must be <= 1", 2),
     (["--num-samples", "x"], r"argument --num-samples: not an int: 'x'", 2),
+    (["--vocab-size", str(2**31)], r"argument --vocab-size: must be an int in \[2, 1048576\]", 2),
     (["--device", "xyz"], r"--device: unknown device 'xyz' \(use cpu, cuda or cuda:N\)", 1),
     (["--device", "mps"], r"--device mps: edlm_ext runs on cpu or cuda, not mps", 1),
     (_cuda_case()[0], _cuda_case()[1], 1),
@@ -158,6 +159,7 @@ EVAL_FILES = [
     ([[1, 2, 3]], r"s\.jsonl:1: want a JSON object .*got list"),
     ([{"tokens": [1.5, 2]}], r's\.jsonl:1: "tokens" must be a non-empty list of ints'),
     ([{"tokens": []}], r'"tokens" must be a non-empty list of ints'),
+    ([{"tokens": [5] * 300}], r"s\.jsonl: samples of 300 tokens exceed the AR model's maximum length 256"),
 ]
 
 
