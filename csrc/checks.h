@@ -87,7 +87,9 @@ inline void check_importance_resample_args(const at::Tensor& log_w, const at::Te
 }
 
 // top_k >= 0 (0: off), top_p in (0, 1] (1: off), min_p in [0, 1] (0: off).
-// (Without V: kept for callers that check V themselves with check_top_p_vocab.)
+// Without V this cannot enforce the top-p vocabulary limit: callers that have V use
+// the overload below (the CPU ops do; the CUDA launchers still call this one, and the
+// Python wrappers check V for both).
 inline edlm::Filter check_filter_args(const char* op, int64_t top_k, double top_p, double min_p) {
   TORCH_CHECK(top_k >= 0, op, ": top_k must be >= 0, got ", top_k);
   TORCH_CHECK(top_p > 0.0 && top_p <= 1.0, op, ": top_p must be in (0, 1], got ", top_p);
