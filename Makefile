@@ -6,6 +6,7 @@
 # make sim-test - only the simulation's tests: self-test + CPU/simulated-CUDA agreement
 # make sass-report - registers, spills, loop shape and a bandwidth estimate from the kernels' SASS
 #                    (nvcc + the disassemblers below; no GPU), recorded in python/bench/results/
+# make test-asan  - the CPU extension with ASan + UBSan (build/asan), op tests + fuzz loop, zero reports
 PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
@@ -17,7 +18,7 @@ DEPS := numpy scipy pytest cmake ninja pybind11 tqdm matplotlib tokenizers safet
 	$(SASS_TOOLS)
 SOURCES := $(shell find csrc cmake -type f -not -path 'csrc/sim/*') CMakeLists.txt setup.py
 
-.PHONY: venv build test demo bench cuda-build sass-report sim sim-test clean
+.PHONY: venv build test test-asan demo bench cuda-build sass-report sim sim-test clean
 
 $(VENV)/.stamp:
 	$(PY) -m venv $(VENV)
@@ -36,6 +37,9 @@ build: edlm_ext/.built
 
 test: build
 	PYTHONPATH=$(CURDIR) $(VPY) -m pytest -q tests
+
+test-asan: $(VENV)/.stamp
+	PY=$(VPY) bash python/bench/sanitize_cpu.sh
 
 demo: build
 	PYTHONPATH=$(CURDIR) $(VPY) -m edlm_ext sample --method edlm-ar --num-samples 4 --seq-len 128 --steps 32 \

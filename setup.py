@@ -6,6 +6,8 @@ Environment:
   TORCH_CUDA_ARCH_LIST   CUDA archs, default "8.0;9.0".
   CUDA_HOME              CUDA toolkit root (else nvcc on PATH, else /usr/local/cuda).
   MAX_JOBS               parallel compile jobs.
+  EDLM_SANITIZE          sanitizers for the CPU code, e.g. address,undefined,float-cast-overflow
+                         (make test-asan builds that into build/asan; never install it).
 
 Install with the torch you already have:  pip install --no-build-isolation .
 """
@@ -82,6 +84,7 @@ class CMakeBuild(build_ext):
             f"-DEDLM_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
             f"-DEDLM_TORCH_VERSION={torch.__version__}",
             f"-DEDLM_WITH_CUDA={'ON' if cuda else 'OFF'}",
+            f"-DEDLM_SANITIZE={os.environ.get('EDLM_SANITIZE', '')}",
         ]
         ninja = str(local / "ninja") if (local / "ninja").exists() else shutil.which("ninja")
         if ninja:

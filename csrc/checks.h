@@ -7,10 +7,42 @@
 #include <cmath>
 #include <optional>
 
+#include "edlm/common.h"
 #include "edlm/filter.h"
 #include "edlm/temperature.h"
 
 namespace edlm_ext {
+
+// The valid temperatures (0, or [kMinTemperature, kMaxTemperature]): edlm/temperature.h.
+using edlm::kMaxTemperature;
+using edlm::kMinTemperature;
+
+inline void check_temperature(const char* op, double temperature) {
+  TORCH_CHECK(temperature == 0.0 || (temperature >= kMinTemperature && temperature <= kMaxTemperature), op,
+              ": temperature must be 0 (greedy) or in [", kMinTemperature, ", ", kMaxTemperature, "], got ",
+              temperature);
+}
+
+// rng: the [seed, offset] key of one op call, a 1-D int64 tensor of 2 elements on
+// `device` (any strides: readers go through contiguous_rng / read_rng_key_cpu).
+inline void check_rng(const char* op, const at::Tensor& rng, const at::Device& device) {
+  TORCH_CHECK(rng.dim() == 1 && rng.numel() == 2 && rng.scalar_type() == at::kLong, op,
+              ": rng must be a 1-D int64 tensor [seed, offset], got ", rng.scalar_type(), " of shape ", rng.sizes());
+  TORCH_CHECK(rng.device() == device, op, ": rng is on ", rng.device(), " but the op runs on ", device);
+}
+
+// The checked rng as a contiguous tensor (a strided or expanded view would be read
+// at the wrong addresses). CUDA launchers pass its data_ptr to their kernels.
+inline at::Tensor contiguous_rng(const char* op, const at::Tensor& rng, const at::Device& device) {
+  check_rng(op, rng, device);
+  return rng.contiguous();
+}
+
+// The key of a CPU op: the one place where CPU ops read rng.
+inline edlm::RngKey read_rng_key_cpu(const char* op, const at::Tensor& rng) {
+  const at::Tensor r = contiguous_rng(op, rng, at::Device(at::kCPU));
+  return edlm::load_rng_key(r.data_ptr<int64_t>());
+}
 
 // logits [B, L, V] float32/bfloat16/float16, stride(-1) == 1; x_t [B, L] int64;
 // rng [2] int64 (seed, stream offset) on the logits' device.
@@ -29,10 +61,8 @@ inline void check_masked_sample_args(const char* op, const at::Tensor& logits, c
               logits.device());
   TORCH_CHECK(mask_id >= 0 && mask_id < logits.size(2), op, ": mask_id ", mask_id,
               " outside [0, V = ", logits.size(2), ")");
-  TORCH_CHECK(temperature >= 0.0 && std::isfinite(temperature), op, ": temperature must be finite and >= 0, got ",
-              temperature);
-  TORCH_CHECK(rng.dim() == 1 && rng.numel() == 2 && rng.scalar_type() == at::kLong && rng.device() == logits.device(),
-              op, ": rng must be an int64 tensor [seed, offset] on the logits' device");
+  check_temperature(op, temperature);
+  check_rng(op, rng, logits.device());
 }
 
 // log_w [B, k] float32/float64; proposals [B, k, L] int64; rng [2] int64; one device.
@@ -47,16 +77,31 @@ inline void check_importance_resample_args(const at::Tensor& log_w, const at::Te
   TORCH_CHECK(proposals.size(1) >= 1, "importance_resample: k must be >= 1");
   TORCH_CHECK(log_w.device() == proposals.device(), "importance_resample: log_w is on ", log_w.device(),
               ", proposals on ", proposals.device());
-  TORCH_CHECK(rng.dim() == 1 && rng.numel() == 2 && rng.scalar_type() == at::kLong && rng.device() == log_w.device(),
-              "importance_resample: rng must be an int64 tensor [seed, offset] on the op's device");
+  check_rng("importance_resample", rng, log_w.device());
 }
 
 // top_k >= 0 (0: off), top_p in (0, 1] (1: off), min_p in [0, 1] (0: off).
+// Without V this cannot enforce the top-p vocabulary limit: callers that have V use
+// the overload below (the CPU ops do; the CUDA launchers still call this one, and the
+// Python wrappers check V for both).
 inline edlm::Filter check_filter_args(const char* op, int64_t top_k, double top_p, double min_p) {
   TORCH_CHECK(top_k >= 0, op, ": top_k must be >= 0, got ", top_k);
   TORCH_CHECK(top_p > 0.0 && top_p <= 1.0, op, ": top_p must be in (0, 1], got ", top_p);
   TORCH_CHECK(min_p >= 0.0 && min_p <= 1.0, op, ": min_p must be in [0, 1], got ", min_p);
   return edlm::Filter{top_k, top_p, min_p};
+}
+
+// top_p < 1 counts token masses in fixed point (edlm/filter.h): V <= kMaxTopPVocab.
+inline void check_top_p_vocab(const char* op, double top_p, int64_t V) {
+  TORCH_CHECK(top_p >= 1.0 || V <= edlm::kMaxTopPVocab, op, ": top_p < 1 needs a vocabulary of at most ",
+              edlm::kMaxTopPVocab, " tokens (the fixed-point mass counter of the top-p select), got V = ", V);
+}
+
+// The filters of a row of V logits, all checked.
+inline edlm::Filter check_filter_args(const char* op, int64_t top_k, double top_p, double min_p, int64_t V) {
+  const edlm::Filter f = check_filter_args(op, top_k, top_p, min_p);
+  check_top_p_vocab(op, top_p, V);
+  return f;
 }
 
 // x_t, x0 [B, L] int64 on one device; mask_id >= 0. `op` names the caller.
@@ -78,8 +123,7 @@ inline void check_unmask_args(const at::Tensor& x_t, const at::Tensor& x0, int64
   TORCH_CHECK(p.scalar_type() == at::kFloat || p.scalar_type() == at::kDouble,
               "unmask: p must be float32 or float64, got ", p.scalar_type());
   TORCH_CHECK(p.device() == x_t.device(), "unmask: p is on ", p.device(), ", x_t on ", x_t.device());
-  TORCH_CHECK(rng.dim() == 1 && rng.numel() == 2 && rng.scalar_type() == at::kLong && rng.device() == x_t.device(),
-              "unmask: rng must be an int64 tensor [seed, offset] on x_t's device");
+  check_rng("unmask", rng, x_t.device());
 }
 
 // unmask_confident: x_t, x0 as above; confidence [B, L] float32/float64/bfloat16/float16;

@@ -17,15 +17,21 @@ import torch
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
 
+def check_seed(seed) -> int:
+    """seed as an int that fits in 64 bits, [-2^63, 2^64) (TypeError / ValueError otherwise)."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not (_I64_MIN <= seed < 2**64):
+        raise ValueError(f"seed must fit in 64 bits, [-2^63, 2^64), got {seed}")
+    return seed
+
+
 def rng_tensor(device: torch.device, generator: torch.Generator | None, seed: int | None) -> torch.Tensor:
     """The int64 ``[seed, offset]`` tensor on ``device`` for one op call."""
     if seed is not None:
         if generator is not None:
             raise ValueError("pass either generator= or seed=, not both")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        if not (_I64_MIN <= seed < 2**64):
-            raise ValueError(f"seed must fit in 64 bits, got {seed}")
+        seed = check_seed(seed)
         if seed > _I64_MAX:
             seed -= 2**64
         # Built on the device from a scalar (a fill kernel), never copied from host
@@ -49,10 +55,12 @@ def resolve_generator(device: torch.device, generator: torch.Generator | None, s
     if generator is not None:
         if seed is not None:
             raise ValueError("pass either generator= or seed=, not both")
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         return generator
     gen = torch.Generator(device=device)
     if seed is not None:
-        gen.manual_seed(seed)
+        gen.manual_seed(check_seed(seed))
     else:
         gen.seed()
     return gen

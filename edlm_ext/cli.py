@@ -1,13 +1,18 @@
 """Command line: ``python -m edlm_ext sample ...`` (also under ``torchrun``).
 
 ``sample`` uses the models shipped in edlm_ext/assets (trained on the Austen corpus:
-prints texts) when present, else (or with ``--models tiny``) the tiny randomly
-initialised models of :mod:`edlm_ext.models` (the same weights on every rank, from
-``--model-seed``). ``eval`` scores a JSONL of samples; ``train`` runs :mod:`edlm_ext.train`;
+prints texts); a missing shipped file is an error that names it. ``--models tiny``
+uses the tiny randomly initialised models of :mod:`edlm_ext.models` instead (the
+same weights on every rank, from ``--model-seed``). ``eval`` scores a JSONL of samples; ``train`` runs :mod:`edlm_ext.train`;
 ``bench`` runs a kernel microbenchmark of python/bench (source checkouts). Under ``torchrun --nproc-per-node N``
 the samples are split across ranks (gloo on CPU, nccl on GPU) and rank 0 writes all of
 them to ``--output``: one JSON object per line, ``{"index": i, "rank": r, "tokens": [...]}``, in index
 order. Each rank draws from its own stream (seed, rank), so samples depend on N.
+
+A user's mistake — a bad flag value, a missing, truncated or corrupt model,
+config, tokenizer or sample file, an unwritable ``--output`` — is one line on
+stderr and a non-zero exit status (1; argparse's usage errors 2), checked before
+any sampling starts; outputs are written atomically (edlm_ext.atomic).
 """
 from __future__ import annotations
 
@@ -18,14 +23,80 @@ import sys
 
 import torch
 
+from . import atomic
+from ._cli_util import ArgumentParser, finite_float, int_at_least, run
+from .errors import InputError
+
 METHODS = ("mdlm", "edlm-ar", "edlm-nce")
 BENCHES = ("sampling", "proposals", "unmask", "generation")
 BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python", "bench")
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 
 
+# The sampler's generator is seeded with seed * 65537 + rank, which must stay below 2^64.
+SEED_MAX = (2**64 - 1) // 65537 - 1
+
+
 def _shipped_available() -> bool:
     return all(os.path.exists(os.path.join(ASSETS, m, "model.safetensors")) for m in ("denoiser", "ar"))
+
+
+def _check_shipped(models: tuple[str, ...]) -> None:
+    """Every file of the shipped models `models` (and the tokenizer) is present, else an
+    InputError naming the first missing one and how to get it."""
+    from . import data
+
+    files = [os.path.join(ASSETS, m, f) for m in models for f in ("config.json", "model.safetensors")]
+    files.append(str(data.TOKENIZER_FILE))
+    for f in files:
+        if not os.path.isfile(f):
+            model = os.path.basename(os.path.dirname(f))
+            train = (f"; or train it: python -m edlm_ext train {model} --out {os.path.dirname(f)}"
+                     if model in ("denoiser", "ar", "nce") else "")
+            raise InputError(f"shipped model file {f} is missing: it comes with edlm_ext (reinstall it, or run "
+                             f"`git checkout edlm_ext/assets` in a source checkout){train}; "
+                             "--models tiny samples with tiny random models instead")
+
+
+def _models_for(method: str) -> tuple[str, ...]:
+    return {"mdlm": ("denoiser",), "edlm-ar": ("denoiser", "ar"), "edlm-nce": ("denoiser", "nce")}[method]
+
+
+def _device(text: str) -> torch.device:
+    """--device as a torch.device this build can run on (InputError otherwise)."""
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise InputError(f"--device: unknown device {text!r} (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise InputError(f"--device {text}: edlm_ext runs on cpu or cuda, not {dev.type}")
+    import edlm_ext
+
+    if not torch.cuda.is_available():
+        raise InputError(f"--device {text}: no CUDA device is available (torch {torch.__version__}"
+                         f"{', a CPU-only build' if torch.version.cuda is None else ''})")
+    if "cuda" not in edlm_ext.build_info()["backends"]:
+        raise InputError(f"--device {text}: this edlm_ext was built without its CUDA kernels "
+                         "(rebuild with EDLM_CUDA=1, see README 'Building')")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return dev
+
+
+def _temperature(text: str) -> float:
+    """--temperature: 0 (greedy) or in edlm_ext.ops.TEMPERATURE_RANGE."""
+    from .ops import check_temperature
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    try:
+        return check_temperature(value, "--temperature")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).split(": ", 1)[1]) from None
 
 
 def _build(method: str, vocab_size: int, seq_len: int, model_seed: int, device: torch.device, models: str):
@@ -44,16 +115,10 @@ def _build(method: str, vocab_size: int, seq_len: int, model_seed: int, device: 
         if method == "edlm-ar":
             energy = AREnergy(load_model(os.path.join(ASSETS, "ar")).to(device), bos_id=eot)
         elif method == "edlm-nce":
-            path = os.path.join(ASSETS, "nce")
-            if not os.path.exists(os.path.join(path, "model.safetensors")):
-                raise SystemExit("edlm-nce: no trained NCE energy in edlm_ext/assets/nce yet "
-                                 "(python -m edlm_ext train nce --out edlm_ext/assets/nce)")
-            energy = NCEEnergy(load_model(path).to(device))
+            energy = NCEEnergy(load_model(os.path.join(ASSETS, "nce")).to(device))
         return denoiser, energy, mask_id, (tok, eot)
     from .models import TinyAR, TinyDenoiser
 
-    if method == "edlm-nce":
-        raise SystemExit("edlm-nce needs --models shipped")
     mask_id = vocab_size - 1
     torch.manual_seed(model_seed)
     denoiser = TinyDenoiser(vocab_size, mask_id, max_len=seq_len).to(device).eval()
@@ -64,24 +129,26 @@ def _build(method: str, vocab_size: int, seq_len: int, model_seed: int, device: 
     return denoiser, energy, mask_id, None
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m edlm_ext", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+def _parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m edlm_ext", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     s = sub.add_parser("sample", help="sample texts (shipped Austen models) or token sequences (tiny models)")
     s.add_argument("--method", choices=METHODS, default="mdlm")
-    s.add_argument("--steps", type=int, default=32)
-    s.add_argument("--k", type=int, default=4, help="proposals per importance-sampling step (edlm-ar)")
-    s.add_argument("--window", type=float, default=0.2, help="importance sampling at t >= 1 - window (edlm-ar)")
-    s.add_argument("--temperature", type=float, default=1.0)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--num-samples", type=int, default=8)
-    s.add_argument("--seq-len", type=int, default=32)
-    s.add_argument("--batch-size", type=int, default=16, help="samples per sampler call on each rank")
-    s.add_argument("--vocab-size", type=int, default=64, help="tiny models: vocabulary size ([MASK] = last id)")
-    s.add_argument("--model-seed", type=int, default=0, help="tiny models: initialisation seed")
+    s.add_argument("--steps", type=int_at_least(1), default=32)
+    s.add_argument("--k", type=int_at_least(1), default=4, help="proposals per importance-sampling step (edlm-ar)")
+    s.add_argument("--window", type=finite_float(0.0, most=1.0), default=0.2,
+                   help="importance sampling at t >= 1 - window (edlm-ar), in [0, 1]")
+    s.add_argument("--temperature", type=_temperature, default=1.0, help="0 (greedy) or in [1e-30, 1e30]")
+    s.add_argument("--seed", type=int_at_least(0, SEED_MAX), default=0)
+    s.add_argument("--num-samples", type=int_at_least(1), default=8)
+    s.add_argument("--seq-len", type=int_at_least(1), default=32)
+    s.add_argument("--batch-size", type=int_at_least(1), default=16, help="samples per sampler call on each rank")
+    s.add_argument("--vocab-size", type=int_at_least(2, 2**20), default=64,
+                   help="tiny models: vocabulary size ([MASK] = last id)")
+    s.add_argument("--model-seed", type=int_at_least(0, 2**63 - 1), default=0, help="tiny models: initialisation seed")
     s.add_argument("--device", default="cpu", help="cpu, cuda (under torchrun: cuda:LOCAL_RANK)")
-    s.add_argument("--models", choices=("shipped", "tiny"), default=None,
-                   help="shipped: the models trained on the Austen corpus (default when present); tiny: random")
+    s.add_argument("--models", choices=("shipped", "tiny"), default="shipped",
+                   help="shipped (default): the models trained on the Austen corpus; tiny: random tiny models")
     s.add_argument("--prompt", default=None, help="shipped models: text the samples continue (fixed prefix)")
     s.add_argument("--output", default=None, help="JSONL file written by rank 0 (default: print only)")
     e = sub.add_parser("eval", help="metrics of samples in a JSONL file (entropy, Gen PPL under our AR / SmolLM2)")
@@ -112,21 +179,23 @@ def _distributed(device: str):
 
 
 def _check_args(a) -> None:
-    for name in ("steps", "k", "num_samples", "seq_len", "batch_size"):
-        if getattr(a, name) < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
-    if a.models is None:
-        a.models = "shipped" if _shipped_available() else "tiny"
-    if a.models == "shipped" and not _shipped_available():
-        raise SystemExit("--models shipped: no trained models in edlm_ext/assets")
+    """What the flags' types cannot see, before any model is loaded."""
     if a.prompt is not None and a.models != "shipped":
-        raise SystemExit("--prompt needs --models shipped")
-    if a.vocab_size < 2:
-        raise SystemExit(f"--vocab-size must be >= 2, got {a.vocab_size}")
-    if not 0.0 <= a.window <= 1.0:
-        raise SystemExit(f"--window must be in [0, 1], got {a.window}")
-    if a.temperature < 0:
-        raise SystemExit(f"--temperature must be >= 0, got {a.temperature}")
+        raise InputError("--prompt needs --models shipped")
+    if a.method == "edlm-nce" and a.models != "shipped":
+        raise InputError("--method edlm-nce needs --models shipped")
+    _device(a.device)
+    if a.output:
+        atomic.check_output_file(a.output, "--output")
+    if a.models == "shipped":
+        from .train import read_model_config
+
+        models = _models_for(a.method)
+        _check_shipped(models)
+        for m in models:  # (also checks each config.json)
+            max_len = read_model_config(os.path.join(ASSETS, m))["max_len"]
+            if a.seq_len > max_len:
+                raise InputError(f"--seq-len {a.seq_len} exceeds the shipped {m} model's maximum length {max_len}")
 
 
 def cmd_sample(a) -> int:
@@ -167,10 +236,7 @@ def cmd_sample(a) -> int:
     if rank == 0:
         records.sort(key=lambda r: r["index"])
         if a.output:
-            os.makedirs(os.path.dirname(os.path.abspath(a.output)), exist_ok=True)
-            with open(a.output, "w") as f:
-                for r in records:
-                    f.write(json.dumps(r) + "\n")
+            atomic.write_text(a.output, "".join(json.dumps(r) + "\n" for r in records))
             print(f"wrote {len(records)} samples from {world} rank(s) to {a.output}", file=sys.stderr)
         _report(records, stats, text, a)
     return 0
@@ -196,31 +262,75 @@ def _report(records, stats, text, a) -> None:
 def cmd_eval(a) -> int:
     from .data import load_tokenizer, special_ids
     from .evaluate import evaluate
-    from .train import load_model
+    from .train import load_model, read_model_config
 
-    if not _shipped_available():
-        raise SystemExit("eval needs the shipped models in edlm_ext/assets")
-    with open(a.input) as f:
-        tokens = torch.tensor([json.loads(line)["tokens"] for line in f if line.strip()])
+    _check_shipped(("ar",))
     tok = load_tokenizer()
     eot, _ = special_ids(tok)
-    if int(tokens.max()) >= tok.get_vocab_size():
-        raise SystemExit(f"{a.input}: token ids beyond the Austen vocabulary (samples of --models tiny?)")
+    tokens = read_samples(a.input, tok.get_vocab_size())
+    max_len = read_model_config(os.path.join(ASSETS, "ar"))["max_len"]
+    if tokens.shape[1] > max_len:
+        raise InputError(f"{a.input}: samples of {tokens.shape[1]} tokens exceed the AR model's maximum length "
+                         f"{max_len}")
     judge = None
     if a.judge:
         from .judge import SmolLM2Judge
 
-        judge = SmolLM2Judge()
+        try:
+            judge = SmolLM2Judge()
+        except ImportError as e:
+            raise InputError(f"--judge: {e}") from None
     m = evaluate(tokens, tok, eot, ar_model=load_model(os.path.join(ASSETS, "ar")), judge=judge)
     print(f"samples={tokens.shape[0]} " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
     return 0
 
 
+def read_samples(path: str, vocab_size: int) -> torch.Tensor:
+    """The token rows of a JSONL sample file written by ``sample`` ([N, L] int64).
+    Raises InputError naming the file and line for anything else: a missing or empty
+    file, a line that is not a JSON object with a "tokens" list of ints, ragged rows,
+    ids outside [0, vocab_size)."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file" if not os.path.exists(path) else f"{path} is not a file")
+    rows, width = [], None
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{n}"
+                try:
+                    rec = json.loads(line)
+                except ValueError as e:
+                    raise InputError(f"{where}: not JSON ({e})") from None
+                toks = rec.get("tokens") if isinstance(rec, dict) else None
+                if not isinstance(toks, list):
+                    raise InputError(f'{where}: want a JSON object with a "tokens" list (as `sample --output` '
+                                     "writes), got " + (f"keys {sorted(rec)}" if isinstance(rec, dict) else
+                                                        type(rec).__name__))
+                if not toks or any(isinstance(t, bool) or not isinstance(t, int) for t in toks):
+                    raise InputError(f'{where}: "tokens" must be a non-empty list of ints')
+                bad = next((t for t in toks if not 0 <= t < vocab_size), None)
+                if bad is not None:
+                    raise InputError(f"{where}: token id {bad} outside the Austen vocabulary [0, {vocab_size})"
+                                     + (" (samples of --models tiny?)" if bad >= vocab_size else ""))
+                if width is None:
+                    width = len(toks)
+                elif len(toks) != width:
+                    raise InputError(f"{where}: {len(toks)} tokens, but the first sample has {width} "
+                                     "(every sample must have the same length)")
+                rows.append(toks)
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not a UTF-8 text file ({e.reason})") from None
+    if not rows:
+        raise InputError(f"{path}: no samples (the file is empty)")
+    return torch.tensor(rows, dtype=torch.long)
+
+
 def cmd_train(a) -> int:
     from .train import main as train_main
 
-    train_main(a.args)
-    return 0
+    return train_main(a.args)
 
 
 def cmd_bench(a) -> int:
@@ -229,7 +339,7 @@ def cmd_bench(a) -> int:
 
     path = os.path.join(BENCH_DIR, f"bench_{a.which}.py")
     if not os.path.exists(path):
-        raise SystemExit(f"bench: {path} not found; the benchmarks live in the source checkout "
+        raise InputError(f"bench: {path} not found; the benchmarks live in the source checkout "
                          "(git clone, then python -m edlm_ext bench ... from it)")
     spec = importlib.util.spec_from_file_location(f"edlm_bench_{a.which}", path)
     mod = importlib.util.module_from_spec(spec)
@@ -239,5 +349,8 @@ def cmd_bench(a) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line. A user's mistake exits via SystemExit with one line (status 1;
+    argparse usage errors 2), never a traceback."""
     args = _parser().parse_args(argv)
-    return {"sample": cmd_sample, "eval": cmd_eval, "train": cmd_train, "bench": cmd_bench}[args.command](args)
+    fn = {"sample": cmd_sample, "eval": cmd_eval, "train": cmd_train, "bench": cmd_bench}[args.command]
+    return run("python -m edlm_ext " + args.command, fn, args)

@@ -13,9 +13,12 @@
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
+
+from .errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS_DIR = REPO / "data" / "austen"
@@ -46,16 +49,35 @@ def train_tokenizer(vocab_size: int = 8192, path: Path | None = TOKENIZER_FILE):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(corpus("train"), trainer=trainer)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tok.save(str(path))
+        from . import atomic
+
+        atomic.write_text(path, tok.to_str())
     return tok
 
 
-def load_tokenizer(path: Path | str = TOKENIZER_FILE):
-    """The shipped Austen BPE (or a tokenizers JSON file at path)."""
+def load_tokenizer(path: Path | str | None = None):
+    """The shipped Austen BPE (or a tokenizers JSON file at path). A missing file, or
+    one that is not a tokenizer with <|endoftext|> and [MASK], is an InputError."""
     from tokenizers import Tokenizer
 
-    return Tokenizer.from_file(str(path))
+    path = Path(TOKENIZER_FILE if path is None else path)
+    if not path.is_file():
+        raise InputError(f"tokenizer {path} is missing" + (" (it ships with edlm_ext: reinstall, or `git checkout "
+                                                           "edlm_ext/assets` in a source checkout)"
+                                                           if path == TOKENIZER_FILE else ""))
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises its own Exception type for garbage / truncated JSON
+        raise InputError(f"tokenizer {path} is corrupt or not a tokenizers JSON file "
+                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if None in special_ids(tok):
+        raise InputError(f"tokenizer {path} lacks the special tokens {EOT!r} and {MASK!r}")
+    return tok
+
+
+def tokenizer_sha256(tok) -> str:
+    """A digest of a tokenizer's JSON: which tokenizer trained a checkpoint."""
+    return hashlib.sha256(tok.to_str().encode()).hexdigest()
 
 
 TOKENIZERS = ("austen-bpe-8k", "gpt2")
@@ -87,10 +109,13 @@ def get_tokenizer(name: str = "austen-bpe-8k"):
     if name == "austen-bpe-8k":
         return load_tokenizer()
     if name == "gpt2":
-        return gpt2_tokenizer()
+        try:
+            return gpt2_tokenizer()
+        except ImportError as e:
+            raise InputError(str(e)) from None
     if Path(name).is_file():
         return load_tokenizer(name)
-    raise ValueError(f"tokenizer must be one of {TOKENIZERS} or a tokenizers JSON file, got {name!r}")
+    raise InputError(f"tokenizer must be one of {TOKENIZERS} or a tokenizers JSON file, got {name!r}")
 
 
 def special_ids(tok) -> tuple[int, int]:
@@ -116,7 +141,7 @@ class Batches:
 
     def __init__(self, stream: torch.Tensor, batch_size: int, seq_len: int, seed: int = 0):
         if stream.numel() <= seq_len:
-            raise ValueError(f"stream of {stream.numel()} tokens is too short for seq_len={seq_len}")
+            raise InputError(f"stream of {stream.numel()} tokens is too short for seq_len={seq_len}")
         self.stream, self.B, self.L = stream, batch_size, seq_len
         self.gen = torch.Generator().manual_seed(seed)
 

@@ -4,6 +4,11 @@ The wrappers validate arguments with clear Python exceptions (TypeError for a
 wrong type or dtype, ValueError for a wrong shape, device or value), pick the
 random stream (see edlm_ext._rng) and call the registered op, which the
 dispatcher routes to the CPU or CUDA kernel.
+
+The ops are not differentiable: outputs never carry a ``grad_fn`` (inputs that
+require grad are read detached). On meta tensors (shape inference) the wrappers
+run every shape, dtype and range check and skip the data-dependent ones, as under
+torch.compile.
 """
 from __future__ import annotations
 
@@ -16,12 +21,61 @@ from ._rng import rng_tensor
 
 _LOGIT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
+#: The valid sampling temperatures besides 0 (greedy): T in [1e-30, 1e30], inclusive.
+#: The kernels' float32 scale log2(e) / T stays a normal float there, so draws,
+#: logp and entropy are computed under T itself; csrc/checks.h holds the same range.
+TEMPERATURE_RANGE = (1e-30, 1e30)
+#: top_p < 1 needs V <= MAX_TOP_P_VOCAB (the fixed-point mass counter, csrc/include/edlm/filter.h).
+MAX_TOP_P_VOCAB = 2**24 - 1
+_I64_MAX = 2**63 - 1
+
 
 def _is_compiling() -> bool:
     """True while torch.compile traces or a CUDA graph captures: no data-dependent checks then."""
     if torch.compiler.is_compiling():
         return True
     return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
+def _can_check(t: torch.Tensor) -> bool:
+    """Whether data-dependent checks may read t: not while compiling or capturing, not on meta tensors."""
+    return t.device.type != "meta" and not _is_compiling()
+
+
+def _show(value) -> str:
+    """A value for an error message (a huge int shortened)."""
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:12]}...({len(text)} digits)"
+
+
+def _float_arg(value, name: str, op: str) -> float:
+    """A Python int or float argument as a float (TypeError otherwise; ValueError if it overflows)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{op}: {name} must be a float, got {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{op}: {name} = {_show(value)} is too large for a float") from None
+
+
+def _int64_arg(value, name: str, op: str, minimum: int = 0) -> int:
+    """A Python int argument in [minimum, 2^63 - 1] (TypeError for other types)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
+    if value > _I64_MAX:
+        raise ValueError(f"{op}: {name} = {_show(value)} does not fit in int64 (max 2^63 - 1)")
+    return value
+
+
+def check_temperature(temperature, op: str) -> float:
+    """temperature as a float: 0 (greedy) or in TEMPERATURE_RANGE, else a ValueError naming it."""
+    t = _float_arg(temperature, "temperature", op)
+    lo, hi = TEMPERATURE_RANGE
+    if not (t == 0.0 or lo <= t <= hi):  # also rejects NaN and +-inf
+        raise ValueError(f"{op}: temperature must be 0 (greedy) or in [{lo:g}, {hi:g}], got {temperature}")
+    return t
 
 
 def _check_masked_inputs(logits, x_t, mask_id, temperature, op: str):
@@ -46,24 +100,20 @@ def _check_masked_inputs(logits, x_t, mask_id, temperature, op: str):
         raise TypeError(f"{op}: mask_id must be an int, got {type(mask_id).__name__}")
     if not 0 <= mask_id < V:
         raise ValueError(f"{op}: mask_id = {mask_id} is outside [0, V = {V})")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"{op}: temperature must be a float, got {type(temperature).__name__}")
-    if not math.isfinite(temperature) or temperature < 0:
-        raise ValueError(f"{op}: temperature must be finite and >= 0, got {temperature}")
+    return check_temperature(temperature, op)
 
 
-def _check_filters(top_k, top_p, min_p, op: str):
-    if isinstance(top_k, bool) or not isinstance(top_k, int):
-        raise TypeError(f"{op}: top_k must be an int, got {type(top_k).__name__}")
-    if top_k < 0:
-        raise ValueError(f"{op}: top_k must be >= 0 (0 = off), got {top_k}")
-    for name, v in (("top_p", top_p), ("min_p", min_p)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise TypeError(f"{op}: {name} must be a float, got {type(v).__name__}")
+def _check_filters(top_k, top_p, min_p, V: int, op: str) -> tuple[int, float, float]:
+    top_k = _int64_arg(top_k, "top_k", op)
+    top_p, min_p = _float_arg(top_p, "top_p", op), _float_arg(min_p, "min_p", op)
     if not (0.0 < top_p <= 1.0):
         raise ValueError(f"{op}: top_p must be in (0, 1] (1 = off), got {top_p}")
     if not (0.0 <= min_p <= 1.0):
         raise ValueError(f"{op}: min_p must be in [0, 1] (0 = off), got {min_p}")
+    if top_p < 1.0 and V > MAX_TOP_P_VOCAB:
+        raise ValueError(f"{op}: top_p < 1 needs a vocabulary of at most {MAX_TOP_P_VOCAB} tokens "
+                         f"(the top-p select's fixed-point mass counter), got V = {V}")
+    return top_k, top_p, min_p
 
 
 def _raise_for_invalid_rows(logits, x_t, mask_id, logp, op: str):
@@ -122,8 +172,12 @@ def masked_sample(
             for B and L; a last dimension that is not contiguous is copied.
         x_t: [B, L] int64 token ids in [0, V), same device; ``mask_id`` marks masked positions.
         mask_id: the [MASK] token id, in [0, V).
-        temperature: >= 0. 0 means greedy (argmax, lowest id on ties).
-        top_k: >= 0, 0 = off. top_p: in (0, 1], 1 = off. min_p: in [0, 1], 0 = off.
+        temperature: 0 means greedy (argmax, lowest id on ties); otherwise in
+            :data:`TEMPERATURE_RANGE` = [1e-30, 1e30], where every draw, logp and
+            entropy is computed under that temperature (T = 1e-30 is greedy with
+            logp = 0 for a unique argmax; T = 1e30 is uniform over non-[MASK] tokens).
+        top_k: >= 0, 0 = off (an int64). top_p: in (0, 1], 1 = off; top_p < 1 needs
+            V <= :data:`MAX_TOP_P_VOCAB` (2^24 - 1). min_p: in [0, 1], 0 = off.
         generator: a torch.Generator on the logits' device type to draw the noise
             key from (default: the device's default generator). It advances like
             torch's own random ops, so two calls never reuse noise.
@@ -132,10 +186,11 @@ def masked_sample(
         return_entropy: also return the entropy (nats) of each masked row's
             (tempered, filtered) distribution, for Dream-style remasking.
         check: raise on invalid rows (one host synchronization). Skipped under
-            torch.compile and CUDA-graph capture; then invalid rows come back as
-            x0 = mask_id, logp = NaN.
+            torch.compile and CUDA-graph capture and for meta tensors; then invalid
+            rows come back as x0 = mask_id, logp = NaN.
 
-    Returns:
+    Returns (not differentiable: ``logp`` and ``entropy`` have no ``grad_fn``, even
+    for logits that require grad):
         x0: [B, L] int64. Drawn token at masked positions, x_t elsewhere.
         logp: [B, L] float32. Log-probability of the drawn token under the tempered,
             filtered softmax over non-[MASK] tokens; 0 at copied positions. At
@@ -147,19 +202,20 @@ def masked_sample(
     Raises:
         TypeError: wrong argument types or dtypes.
         ValueError: wrong shapes or devices; mask_id outside [0, V); V = 0;
-            temperature < 0 or not finite; filters out of range; an id of x_t
-            outside [0, V); a masked row with NaN or +inf logits, or with no finite
-            logit except [MASK].
+            temperature neither 0 nor in TEMPERATURE_RANGE; filters out of range or
+            beyond int64; an id of x_t outside [0, V); a masked row with NaN or +inf
+            logits, or with no finite logit except [MASK].
     """
-    _check_masked_inputs(logits, x_t, mask_id, temperature, "masked_sample")
-    _check_filters(top_k, top_p, min_p, "masked_sample")
+    temperature = _check_masked_inputs(logits, x_t, mask_id, temperature, "masked_sample")
+    top_k, top_p, min_p = _check_filters(top_k, top_p, min_p, logits.shape[-1], "masked_sample")
+    logits = logits.detach()
     if logits.stride(-1) != 1 and logits.shape[-1] > 1:
         logits = logits.contiguous()
     rng = rng_tensor(logits.device, generator, seed)
     x0, logp, entropy = torch.ops.edlm_ext.masked_sample(
-        logits, x_t, mask_id, float(temperature), top_k, float(top_p), float(min_p), bool(return_entropy), rng
+        logits, x_t, mask_id, temperature, top_k, top_p, min_p, bool(return_entropy), rng
     )
-    if check and not _is_compiling():
+    if check and _can_check(logp):
         _raise_for_invalid_rows(logits, x_t, mask_id, logp, "masked_sample")
     return (x0, logp, entropy) if return_entropy else (x0, logp)
 
@@ -199,21 +255,19 @@ def sample_proposals(
             log-probabilities (summed in float64).
 
     Raises:
-        As :func:`masked_sample`; ValueError for k < 1.
+        As :func:`masked_sample`; ValueError for k < 1 or beyond int64.
     """
-    _check_masked_inputs(logits, x_t, mask_id, temperature, "sample_proposals")
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"sample_proposals: k must be an int, got {type(k).__name__}")
-    if k < 1:
-        raise ValueError(f"sample_proposals: k must be >= 1, got {k}")
-    _check_filters(top_k, top_p, min_p, "sample_proposals")
+    temperature = _check_masked_inputs(logits, x_t, mask_id, temperature, "sample_proposals")
+    k = _int64_arg(k, "k", "sample_proposals", minimum=1)
+    top_k, top_p, min_p = _check_filters(top_k, top_p, min_p, logits.shape[-1], "sample_proposals")
+    logits = logits.detach()
     if logits.stride(-1) != 1 and logits.shape[-1] > 1:
         logits = logits.contiguous()
     rng = rng_tensor(logits.device, generator, seed)
     proposals, logp = torch.ops.edlm_ext.sample_proposals(
-        logits, x_t, mask_id, k, float(temperature), top_k, float(top_p), float(min_p), rng
+        logits, x_t, mask_id, k, temperature, top_k, top_p, min_p, rng
     )
-    if check and not _is_compiling():
+    if check and _can_check(logp):
         _raise_for_invalid_rows(logits, x_t, mask_id, logp[:, 0], "sample_proposals")
     if _per_position:
         return proposals, logp
@@ -252,11 +306,12 @@ def importance_resample(
         proposals: [B, k, L] int64 candidates, same device.
         generator, seed: the random stream, as in :func:`masked_sample`.
         check: raise for invalid rows (one host synchronization); skipped under
-            torch.compile and CUDA-graph capture, where invalid rows come back with
-            NaN weights / log_z / ess and index 0.
+            torch.compile and CUDA-graph capture and for meta tensors, where invalid
+            rows come back with NaN weights / log_z / ess and index 0.
 
     Returns:
-        :class:`ResampleResult` (weights, log_z, ess, index, chosen).
+        :class:`ResampleResult` (weights, log_z, ess, index, chosen); not
+        differentiable (no ``grad_fn``, even for log_w that requires grad).
 
     Raises:
         TypeError: wrong types or dtypes. ValueError: mismatched shapes or devices,
@@ -277,9 +332,10 @@ def importance_resample(
         raise ValueError(f"{op}: k = 0 candidates")
     if log_w.device != proposals.device:
         raise ValueError(f"{op}: log_w is on {log_w.device} but proposals is on {proposals.device}")
+    log_w = log_w.detach()
     rng = rng_tensor(log_w.device, generator, seed)
     out = ResampleResult(*torch.ops.edlm_ext.importance_resample(log_w, proposals, rng))
-    if check and not _is_compiling():
+    if check and _can_check(log_w):
         bad = torch.isnan(out.log_z)
         if bool(bad.any()):
             b = int(bad.nonzero()[0])
@@ -313,10 +369,7 @@ def _check_unmask_tokens(x_t, x0, mask_id, op: str):
         raise ValueError(f"{op}: x0 must have the shape of x_t {tuple(x_t.shape)}, got {tuple(x0.shape)}")
     if x0.device != x_t.device:
         raise ValueError(f"{op}: x0 is on {x0.device} but x_t is on {x_t.device}")
-    if isinstance(mask_id, bool) or not isinstance(mask_id, int):
-        raise TypeError(f"{op}: mask_id must be an int, got {type(mask_id).__name__}")
-    if mask_id < 0:
-        raise ValueError(f"{op}: mask_id must be >= 0, got {mask_id}")
+    _int64_arg(mask_id, "mask_id", op)
 
 
 def _per_row_tensor(value, name: str, dtypes, x_t: torch.Tensor, op: str) -> torch.Tensor:
@@ -363,7 +416,7 @@ def unmask(
         seed: an int instead of ``generator``: the same seed gives the same result
             on CPU and CUDA.
         check: check the values of a tensor p (one host synchronization).
-            Skipped under torch.compile; unchecked, p < 0 or NaN unmasks nothing
+            Skipped under torch.compile and for meta tensors; unchecked, p < 0 or NaN unmasks nothing
             and p > 1 everything.
 
     Returns:
@@ -379,7 +432,8 @@ def unmask(
     _check_unmask_tokens(x_t, x0, mask_id, op)
     if isinstance(p, torch.Tensor):
         _per_row_tensor(p, "p", _P_DTYPES, x_t, op)
-        if check and not _is_compiling() and p.numel() and not bool(((p >= 0) & (p <= 1)).all()):
+        p = p.detach()
+        if check and _can_check(p) and p.numel() and not bool(((p >= 0) & (p <= 1)).all()):
             bad = int((~((p >= 0) & (p <= 1))).nonzero()[0, 0])
             raise ValueError(f"{op}: p must lie in [0, 1], got p[{bad}] = {float(p[bad]):.6g}")
     elif _is_number(p):
@@ -426,7 +480,8 @@ def unmask_confident(
         n: an int >= 0 for every row, or an int64 tensor [B] on x_t's device.
         threshold: a float (not NaN); may be +-inf.
         check: check tensor values: n >= 0 and no NaN confidence at a masked
-            position (one host synchronization). Skipped under torch.compile;
+            position (one host synchronization). Skipped under torch.compile and
+            for meta tensors;
             unchecked, a negative n counts as 0 and NaN ranks below -inf.
 
     Returns:
@@ -454,20 +509,18 @@ def unmask_confident(
     if (n is None) == (threshold is None):
         raise ValueError(f"{op}: pass exactly one of n= and threshold=")
     if threshold is not None:
-        if not _is_number(threshold):
-            raise TypeError(f"{op}: threshold must be a float, got {type(threshold).__name__}")
+        threshold = _float_arg(threshold, "threshold", op)
         if math.isnan(threshold):
             raise ValueError(f"{op}: threshold is NaN")
-        threshold = float(threshold)
     elif isinstance(n, torch.Tensor):
         _per_row_tensor(n, "n", (torch.int64,), x_t, op)
     elif isinstance(n, int) and not isinstance(n, bool):
-        if n < 0:
-            raise ValueError(f"{op}: n must be >= 0, got {n}")
+        n = _int64_arg(n, "n", op)
         n = torch.full((x_t.shape[0],), n, dtype=torch.int64, device=x_t.device)
     else:
         raise TypeError(f"{op}: n must be an int or an int64 tensor [B], got {type(n).__name__}")
-    if check and not _is_compiling():
+    confidence = confidence.detach()
+    if check and _can_check(confidence):
         _check_confident_values(x_t, confidence, mask_id, n if threshold is None else None, op)
     return torch.ops.edlm_ext.unmask_confident(x_t, x0, confidence, mask_id, n, threshold)
 

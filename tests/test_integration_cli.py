@@ -83,7 +83,7 @@ def test_eval_scores_a_sample_file(tmp_path, capsys):
     assert line.startswith("samples=2 ") and "gen_ppl_ar=" in line and "entropy_nats=" in line
     tiny = tmp_path / "t.jsonl"
     tiny.write_text(json.dumps({"index": 0, "tokens": [10**6]}) + "\n")
-    with pytest.raises(SystemExit, match="beyond the Austen vocabulary"):
+    with pytest.raises(SystemExit, match="token id 1000000 outside the Austen vocabulary"):
         main(["eval", str(tiny)])
 
 

@@ -20,8 +20,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> importanc
   auto ess = at::empty({B}, lw.options());
   auto index = at::empty({B}, proposals.options());
   auto chosen = at::empty({B, L}, proposals.options());
-  const auto* rng_p = rng.data_ptr<int64_t>();
-  const edlm::RngKey key{static_cast<uint64_t>(rng_p[0]), static_cast<uint64_t>(rng_p[1])};
+  const edlm::RngKey key = read_rng_key_cpu("importance_resample", rng);
   const int64_t* props = proposals.data_ptr<int64_t>();
   const int64_t ps0 = proposals.stride(0), ps1 = proposals.stride(1), ps2 = proposals.stride(2);
 

@@ -35,7 +35,7 @@ struct FloatLoader {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_cpu(const at::Tensor& logits, const at::Tensor& x_t,
                                                           int64_t mask_id, int64_t k, double temperature,
                                                           const edlm::Filter& filter, bool want_entropy,
-                                                          const at::Tensor& rng) {
+                                                          const edlm::RngKey key) {
   const int64_t B = logits.size(0), L = logits.size(1), V = logits.size(2);
   const int64_t sb = logits.stride(0), sl = logits.stride(1);
   const int64_t xsb = x_t.stride(0), xsl = x_t.stride(1);
@@ -44,8 +44,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_cpu(const at::Tensor& logi
   auto entropy = at::empty({want_entropy ? B : 0, L}, logits.options().dtype(at::kFloat));
   if (B * L * k == 0) return {tokens, logp, entropy};
 
-  const auto* rng_p = rng.data_ptr<int64_t>();
-  const edlm::RngKey key{static_cast<uint64_t>(rng_p[0]), static_cast<uint64_t>(rng_p[1])};
   const uint64_t stream0 = edlm::kDomainSample + key.offset;
   const bool greedy = is_greedy(temperature);
   const edlm::SampleParams params{greedy ? 1.0 : 1.0 / temperature, greedy, filter, want_entropy};
@@ -107,8 +105,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_sample_cpu(const at::Tenso
                                                                  double top_p, double min_p, bool want_entropy,
                                                                  const at::Tensor& rng) {
   check_masked_sample_args("masked_sample", logits, x_t, mask_id, temperature, rng);
-  const edlm::Filter filter = check_filter_args("masked_sample", top_k, top_p, min_p);
-  auto [tokens, logp, entropy] = sample_cpu(logits, x_t, mask_id, 1, temperature, filter, want_entropy, rng);
+  const edlm::Filter filter = check_filter_args("masked_sample", top_k, top_p, min_p, logits.size(2));
+  const edlm::RngKey key = read_rng_key_cpu("masked_sample", rng);
+  auto [tokens, logp, entropy] = sample_cpu(logits, x_t, mask_id, 1, temperature, filter, want_entropy, key);
   return {tokens.squeeze(1), logp.squeeze(1), entropy};
 }
 
@@ -117,8 +116,9 @@ std::tuple<at::Tensor, at::Tensor> sample_proposals_cpu(const at::Tensor& logits
                                                         double top_p, double min_p, const at::Tensor& rng) {
   check_masked_sample_args("sample_proposals", logits, x_t, mask_id, temperature, rng);
   TORCH_CHECK(k >= 1, "sample_proposals: k must be >= 1, got ", k);
-  const edlm::Filter filter = check_filter_args("sample_proposals", top_k, top_p, min_p);
-  auto [tokens, logp, entropy] = sample_cpu(logits, x_t, mask_id, k, temperature, filter, false, rng);
+  const edlm::Filter filter = check_filter_args("sample_proposals", top_k, top_p, min_p, logits.size(2));
+  const edlm::RngKey key = read_rng_key_cpu("sample_proposals", rng);
+  auto [tokens, logp, entropy] = sample_cpu(logits, x_t, mask_id, k, temperature, filter, false, key);
   return {tokens, logp};
 }
 

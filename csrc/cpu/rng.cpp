@@ -7,6 +7,7 @@
 
 #include <string_view>
 
+#include "../checks.h"
 #include "edlm/cpu_philox.h"
 #include "edlm/philox.h"
 
@@ -39,12 +40,8 @@ at::Tensor philox4x32_cpu(const at::Tensor& counters, const at::Tensor& key) {
 // The uniforms drawn for rows [0, rows) at rng = [seed, offset] and stream
 // domain + offset (see edlm/philox.h) -> [rows] float64.
 at::Tensor row_uniforms_cpu(const at::Tensor& rng, int64_t rows, int64_t stream) {
-  TORCH_CHECK(rng.numel() == 2 && rng.scalar_type() == at::kLong && rng.device().is_cpu(),
-              "row_uniforms: rng must be a CPU int64 tensor [seed, offset]");
   TORCH_CHECK(rows >= 0, "row_uniforms: rows must be >= 0");
-  auto r = rng.contiguous();
-  const edlm::RngKey key{static_cast<uint64_t>(r.data_ptr<int64_t>()[0]),
-                         static_cast<uint64_t>(r.data_ptr<int64_t>()[1])};
+  const edlm::RngKey key = read_rng_key_cpu("row_uniforms", rng);
   auto out = at::empty({rows}, rng.options().dtype(at::kDouble));
   double* op = out.data_ptr<double>();
   const uint64_t st = static_cast<uint64_t>(stream) + key.offset;
@@ -56,8 +53,7 @@ at::Tensor row_uniforms_cpu(const at::Tensor& rng, int64_t rows, int64_t stream)
 // stream + offset, by the batched CPU path simd ("scalar", "avx2", "avx512"; see
 // edlm/cpu_philox.h) -> [N] float64. A path this CPU lacks is an error.
 at::Tensor philox_uniforms_cpu(const at::Tensor& rng, const at::Tensor& rows, int64_t stream, c10::string_view simd) {
-  TORCH_CHECK(rng.numel() == 2 && rng.scalar_type() == at::kLong && rng.device().is_cpu(),
-              "philox_uniforms: rng must be a CPU int64 tensor [seed, offset]");
+  const edlm::RngKey key = read_rng_key_cpu("philox_uniforms", rng);
   TORCH_CHECK(rows.dim() == 1 && rows.scalar_type() == at::kLong, "philox_uniforms: rows must be int64 [N]");
   using edlm::cpu::Simd;
   const std::string_view name(simd.data(), simd.size());
@@ -65,10 +61,7 @@ at::Tensor philox_uniforms_cpu(const at::Tensor& rng, const at::Tensor& rows, in
   TORCH_CHECK(name == "scalar" || name == "avx2" || name == "avx512", "philox_uniforms: unknown simd '", name, "'");
   TORCH_CHECK(static_cast<int>(level) <= static_cast<int>(edlm::cpu::best_simd()), "philox_uniforms: this CPU has no ",
               name);
-  auto r = rng.contiguous();
   auto c = rows.contiguous();
-  const edlm::RngKey key{static_cast<uint64_t>(r.data_ptr<int64_t>()[0]),
-                         static_cast<uint64_t>(r.data_ptr<int64_t>()[1])};
   auto out = at::empty({c.size(0)}, rows.options().dtype(at::kDouble));
   edlm::cpu::uniforms_for_rows(key, static_cast<uint64_t>(stream) + key.offset,
                                reinterpret_cast<const uint64_t*>(c.data_ptr<int64_t>()), c.size(0),

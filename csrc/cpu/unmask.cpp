@@ -91,9 +91,7 @@ at::Tensor unmask_cpu(const at::Tensor& x_t, const at::Tensor& x0, int64_t mask_
   if (B * L == 0) return out;
   const auto p64 = p.to(at::kDouble).contiguous();
   const double* pp = p64.data_ptr<double>();
-  const auto rng_c = rng.contiguous();
-  const auto* rng_p = rng_c.data_ptr<int64_t>();
-  const edlm::RngKey key{static_cast<uint64_t>(rng_p[0]), static_cast<uint64_t>(rng_p[1])};
+  const edlm::RngKey key = read_rng_key_cpu("unmask", rng);
   const int64_t* xt = x_t.data_ptr<int64_t>();
   const int64_t* z = x0.data_ptr<int64_t>();
   const int64_t xsb = x_t.stride(0), xsl = x_t.stride(1), zsb = x0.stride(0), zsl = x0.stride(1);

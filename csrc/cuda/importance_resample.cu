@@ -21,7 +21,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> importanc
   auto ess = at::empty({B}, lw.options());                   // [B]
   auto index = at::empty({B}, proposals.options());          // [B] int64
   auto chosen = at::empty({B, L}, proposals.options());      // [B, L] int64
-  auto rng_c = rng.contiguous();                             // [2] {seed, offset}
+  auto rng_c = contiguous_rng("importance_resample", rng, log_w.device());  // [2] {seed, offset}
   const edlm::cuda::ResampleProblem problem{
       to_dtype(lw.scalar_type()), lw.data_ptr(), proposals.data_ptr<int64_t>(), proposals.stride(0),
       proposals.stride(1), proposals.stride(2), B, k, L, rng_c.data_ptr<int64_t>(), weights.data_ptr(),

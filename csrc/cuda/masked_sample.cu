@@ -24,7 +24,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_cuda(const at::Tensor& log
   auto logp = at::empty({B, k, L}, logits.options().dtype(at::kFloat));                     // [B, k, L] float32
   auto entropy = at::empty({want_entropy ? B : 0, L}, logits.options().dtype(at::kFloat));  // [B, L] or [0, L]
   auto thresh = at::empty({filter.active() ? B * L : 0}, logits.options().dtype(at::kFloat));  // [B*L] scratch
-  auto rng_c = rng.contiguous();                                                            // [2] {seed, offset}
+  auto rng_c = contiguous_rng("sample", rng, logits.device());                              // [2] {seed, offset}
   const edlm::cuda::SampleProblem problem{
       to_dtype(logits.scalar_type()), logits.data_ptr(), logits.stride(0), logits.stride(1),
       x_t.data_ptr<int64_t>(), x_t.stride(0), x_t.stride(1), B, L, V, mask_id, k, temperature, filter,
@@ -40,7 +40,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_sample_cuda(const at::Tens
                                                                   double top_p, double min_p, bool want_entropy,
                                                                   const at::Tensor& rng) {
   check_masked_sample_args("masked_sample", logits, x_t, mask_id, temperature, rng);
-  const edlm::Filter filter = check_filter_args("masked_sample", top_k, top_p, min_p);
+  const edlm::Filter filter = check_filter_args("masked_sample", top_k, top_p, min_p, logits.size(2));
   auto [tokens, logp, entropy] = sample_cuda(logits, x_t, mask_id, 1, temperature, filter, want_entropy, rng);
   return {tokens.squeeze(1), logp.squeeze(1), entropy};
 }
@@ -50,7 +50,7 @@ std::tuple<at::Tensor, at::Tensor> sample_proposals_cuda(const at::Tensor& logit
                                                          double top_p, double min_p, const at::Tensor& rng) {
   check_masked_sample_args("sample_proposals", logits, x_t, mask_id, temperature, rng);
   TORCH_CHECK(k >= 1, "sample_proposals: k must be >= 1, got ", k);
-  const edlm::Filter filter = check_filter_args("sample_proposals", top_k, top_p, min_p);
+  const edlm::Filter filter = check_filter_args("sample_proposals", top_k, top_p, min_p, logits.size(2));
   auto [tokens, logp, entropy] = sample_cuda(logits, x_t, mask_id, k, temperature, filter, false, rng);
   return {tokens, logp};
 }

@@ -17,7 +17,7 @@ at::Tensor unmask_cuda(const at::Tensor& x_t, const at::Tensor& x0, int64_t mask
   const c10::cuda::CUDAGuard guard(x_t.device());
   const int64_t B = x_t.size(0), L = x_t.size(1);
   auto out = at::empty({B, L}, x_t.options());  // [B, L] int64
-  auto rng_c = rng.contiguous();                 // [2] {seed, offset}
+  auto rng_c = contiguous_rng("unmask", rng, x_t.device());  // [2] {seed, offset}
   const edlm::cuda::UnmaskProblem problem{x_t.data_ptr<int64_t>(), x_t.stride(0), x_t.stride(1),
                                           x0.data_ptr<int64_t>(), x0.stride(0), x0.stride(1),
                                           to_dtype(p.scalar_type()), p.data_ptr(), p.stride(0), B, L, mask_id,

@@ -29,13 +29,14 @@ STATE_PREFIX = "backbone."
 
 
 def save_hf_dir(config: MDLMConfig, backbone_state: dict, path) -> None:
-    from safetensors.torch import save_file
+    """config.json + model.safetensors, each written atomically (edlm_ext.atomic)."""
+    from safetensors.torch import save
 
-    os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, CONFIG_FILE), "w") as f:
-        json.dump({"model_type": "mdlm", **asdict(config)}, f, indent=1)
+    from .. import atomic
+
     state = {STATE_PREFIX + k: v.detach().contiguous() for k, v in backbone_state.items()}
-    save_file(state, os.path.join(path, WEIGHT_FILES[0]))
+    atomic.write_bytes(os.path.join(path, WEIGHT_FILES[0]), save(state))
+    atomic.write_text(os.path.join(path, CONFIG_FILE), json.dumps({"model_type": "mdlm", **asdict(config)}, indent=1))
 
 
 def read_hf_dir(path: str) -> tuple[MDLMConfig, dict]:

@@ -21,8 +21,6 @@ Table to stdout, CSV to python/bench/results/bench_generation_<device>.csv.
 """
 from __future__ import annotations
 
-import argparse
-import csv
 import datetime
 import platform
 import statistics
@@ -37,6 +35,8 @@ try:
     import edlm_ext  # noqa: F401
 except ImportError:  # run from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from edlm_ext import atomic  # noqa: E402
+from edlm_ext._cli_util import ArgumentParser, run as run_cli  # noqa: E402
 from edlm_ext.integrations import dream, fast_dllm, hf, mdlm, stock  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -167,7 +167,7 @@ def run(loop: str, impl: str, V: int, B: int, L: int, steps: int, device, repeat
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="bench_generation.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--vocab", default="50258,126464")
     ap.add_argument("--batch", type=int, default=2)
@@ -183,6 +183,10 @@ def main(argv=None) -> int:
     if a.quick:
         a.vocab, a.steps, a.repeats = "1000", 4, 1
     device = torch.device(a.device)
+    out = None
+    if not (a.quick and a.csv is None):  # checked before minutes of benchmarking
+        out = atomic.check_output_file(Path(a.csv) if a.csv else RESULTS_DIR / f"bench_generation_{device.type}.csv",
+                                       "the CSV")
     if device.type == "cpu":
         torch.set_num_threads(a.threads)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
@@ -216,18 +220,13 @@ def main(argv=None) -> int:
                                  loop_speedup=ratio))
                 print(f"{name:17} {V:>7} {impl:9} {'':>5} {'':>10} {ms[impl]:>12.1f} {ms[impl]:>10.1f} "
                       f"{rows[-1]['sampling_speedup']:>10.2f}")
-    if a.quick and a.csv is None:
+    if out is None:
         return 0
-    out = Path(a.csv) if a.csv else RESULTS_DIR / f"bench_generation_{device.type}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
+    atomic.write_csv(out, [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()} for row in rows],
+                     COLUMNS)
     print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli("bench_generation.py", main))

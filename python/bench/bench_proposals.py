@@ -21,8 +21,6 @@ Timings are medians of repeats; no test asserts them.
 """
 from __future__ import annotations
 
-import argparse
-import csv
 import datetime
 import sys
 from pathlib import Path
@@ -37,6 +35,8 @@ try:
 except ImportError:  # run from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     import edlm_ext
+from edlm_ext import atomic  # noqa: E402
+from edlm_ext._cli_util import ArgumentParser, run  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 KS = (1, 2, 4, 8, 16)
@@ -68,7 +68,7 @@ def torch_resample(log_w: torch.Tensor, proposals: torch.Tensor, gen):
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="bench_proposals.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--shape", default=None, help="BxLxV (default: 8x512x8192 on CPU, 16x1024x50258 on CUDA)")
     ap.add_argument("--dtype", default=None, choices=["fp32", "bf16"], help="default: fp32 on CPU, bf16 on CUDA")
@@ -90,6 +90,7 @@ def main(argv=None):
     B, L, V = (int(v) for v in shape.split("x"))
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype or ("bf16" if cuda else "fp32")]
     ks = [int(k) for k in args.ks.split(",")]
+    out = atomic.check_output_file(args.csv or RESULTS_DIR / f"bench_proposals_{device.type}.csv", "--csv")
     repeats = args.repeats or (20 if cuda else 3)
     skip_repeat = args.skip_repeat_above if args.skip_repeat_above is not None else (None if cuda else 4)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -122,12 +123,7 @@ def main(argv=None):
                          "ratio_vs_one_sample": ""})
             print(f"{'resample':<10}{k:>4}  {name:<9}{ms * 1e3:>8.1f}us")
 
-    out = args.csv or RESULTS_DIR / f"bench_proposals_{device.type}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
-        w.writeheader()
-        w.writerows(rows)
+    atomic.write_csv(out, rows, list(rows[0].keys()))
     print(f"wrote {out}")
     plot(rows, out.with_suffix(".png"), info)
 
@@ -154,9 +150,10 @@ def plot(rows, path: Path, info) -> None:
     ax.set_title(f"k proposals, {info['shape']} {info['dtype']} ({info['device_name'][:40]})", fontsize=9)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("bench_proposals.py", main))

@@ -31,7 +31,6 @@ baseline (e.g. a torch.compile error) is recorded as failed; neither stops the r
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import platform
 import statistics
@@ -49,6 +48,9 @@ except ImportError:  # run from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     import edlm_ext
 import edlm_ext.reference
+from edlm_ext import atomic
+from edlm_ext._cli_util import ArgumentParser, run
+from edlm_ext.errors import InputError
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ISSUE_SHAPES = "16x1024x50258,64x128x30522,4x1024x126464"
@@ -312,16 +314,14 @@ def first_line(exc: Exception) -> str:
 
 
 class Report:
-    """Prints aligned table rows as they come and appends them to the CSV."""
+    """Prints aligned table rows as they come and rewrites the CSV after each one
+    (atomically: a kill leaves the complete CSV of the rows measured so far)."""
 
     HEADER = f"{'shape':<16} {'dtype':<5} {'masked':>6} {'method':<10} {'ms':>10} {'GB/s':>8} " \
              f"{'%copy':>6} {'x ours':>7}  note"
 
     def __init__(self, path: Path, common: dict):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = path.open("w", newline="")
-        self.writer = csv.DictWriter(self.file, fieldnames=CSV_COLUMNS)
-        self.writer.writeheader()
+        self.path, self.rows = path, []
         self.common = common
         print(self.HEADER)
         print("-" * len(self.HEADER))
@@ -335,18 +335,18 @@ class Report:
                  _fmt(ms, 10, ".2f"), _fmt(gbps, 8, ".2f"), _fmt(None if frac is None else 100 * frac, 6, ".1f"),
                  _fmt(speedup, 7, ".2f")]
         print(" ".join(cells) + f"  {note}", flush=True)
-        self.writer.writerow({
+        self.rows.append({
             **self.common, "shape": shape_s, "B": shape[0], "L": shape[1], "V": shape[2],
             "dtype": dtype_name, "masked_fraction": f"{fraction:.4f}", "method": method,
             "ms": _csv(ms, ".4f"), "gbps": _csv(gbps, ".3f"), "frac_copy_bw": _csv(frac, ".4f"),
             "copy_gbps": f"{self.common['copy_gbps']:.2f}", "speedup_vs_ours": _csv(speedup, ".3f"),
             "repeats": repeats if ms is not None else "", "note": note,
         })
-        self.file.flush()
+        atomic.write_csv(self.path, self.rows, CSV_COLUMNS)
 
     def close(self) -> None:
-        """Close the CSV file."""
-        self.file.close()
+        """Write the CSV (also when no row was measured: the header alone)."""
+        atomic.write_csv(self.path, self.rows, CSV_COLUMNS)
 
 
 def _fmt(value: float | None, width: int, spec: str) -> str:
@@ -399,7 +399,7 @@ def run_case(shape, dtype_name: str, fraction: float, methods: list[str], device
 
 def parse_args(argv=None) -> argparse.Namespace:
     """Command line, with device-dependent defaults filled in."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="bench_sampling.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
                    help="auto: cuda if available, else cpu (default: auto)")
@@ -437,6 +437,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             setattr(args, key, value)
     if args.csv is None:
         args.csv = RESULTS_DIR / f"bench_sampling_{args.device}.csv"
+    try:
+        atomic.check_output_file(args.csv, "--csv")
+    except InputError as e:
+        p.error(str(e))
     return args
 
 
@@ -466,4 +470,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("bench_sampling.py", main))

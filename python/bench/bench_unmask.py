@@ -23,8 +23,6 @@ The table goes to stdout, one CSV per device to python/bench/results/bench_unmas
 """
 from __future__ import annotations
 
-import argparse
-import csv
 import datetime
 import statistics
 import sys
@@ -41,6 +39,8 @@ try:
 except ImportError:  # run from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     import edlm_ext
+from edlm_ext import atomic  # noqa: E402
+from edlm_ext._cli_util import ArgumentParser, run  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SHAPES = [(16, 1024), (64, 4096), (256, 1024)]
@@ -157,16 +157,12 @@ def run_device(device: torch.device, shapes, warmup: int, repeats: int, csv_path
                          "ours_ms": f"{ours_ms:.4f}", "torch_ms": f"{torch_ms:.4f}",
                          "speedup": f"{torch_ms / ours_ms:.3f}", "repeats": repeats})
     if csv_path is not None:
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
-        with csv_path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+        atomic.write_csv(csv_path, rows, COLUMNS)
         print(f"wrote {csv_path}")
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="bench_unmask.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
                    help="all: CPU, and CUDA when available (default)")
     p.add_argument("--warmup", type=int, default=3)
@@ -182,10 +178,12 @@ def main(argv=None) -> None:
         devices.remove("cuda")
     shapes, warmup, repeats = (QUICK_SHAPES, 1, 3) if args.quick else (SHAPES, args.warmup, args.repeats)
     out_dir = args.out_dir or (None if args.quick else RESULTS_DIR)
+    if out_dir is not None:
+        atomic.check_output_dir(out_dir, "--out-dir")
     for dev in devices:
         csv_path = out_dir / f"bench_unmask_{dev}.csv" if out_dir is not None else None
         run_device(torch.device(dev), shapes, warmup, repeats, csv_path)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("bench_unmask.py", main))

@@ -21,9 +21,16 @@ import argparse
 import gzip
 import struct
 import subprocess
+import sys
 import tempfile
 import zlib
 from pathlib import Path
+
+try:
+    from edlm_ext import atomic
+except ImportError:  # run from a source checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from edlm_ext import atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "data" / "austen"
@@ -145,6 +152,7 @@ def main(argv=None):
     ap.add_argument("--deb", type=Path, help="a downloaded r-cran-janeaustenr .deb")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
+    atomic.check_output_dir(args.out, "--out")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         deb = args.deb
@@ -154,7 +162,6 @@ def main(argv=None):
         subprocess.run(["dpkg", "-x", str(deb), str(tmp / "x")], check=True)
         objects = read_rdb(tmp / "x" / DATA_DIR)
         version = deb.name
-    args.out.mkdir(parents=True, exist_ok=True)
     train, valid, sizes = [], [], []
     for name in NOVELS:
         paras = paragraphs(objects[name])
@@ -162,9 +169,9 @@ def main(argv=None):
         train += paras[:cut]
         valid += paras[cut:]
         sizes.append(f"| {name} | {len(paras)} | {sum(map(len, paras))} |")
-    (args.out / "train.txt").write_text("\n".join(train) + "\n")
-    (args.out / "valid.txt").write_text("\n".join(valid) + "\n")
-    (args.out / "README.md").write_text(
+    atomic.write_text(args.out / "train.txt", "\n".join(train) + "\n")
+    atomic.write_text(args.out / "valid.txt", "\n".join(valid) + "\n")
+    atomic.write_text(args.out / "README.md",
         "# Jane Austen's six novels\n\n"
         f"Public domain texts, from Debian's `{version}` (R package janeaustenr, data/Rdata.rdb),\n"
         "prepared by `python python/data/prepare_austen.py`: one paragraph per line; the last\n"

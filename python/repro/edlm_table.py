@@ -27,7 +27,8 @@ try:
 except ImportError:
     sys.path.insert(0, str(ROOT))
     import edlm_ext
-from edlm_ext import data, evaluate
+from edlm_ext import atomic, data, evaluate
+from edlm_ext._cli_util import run
 from edlm_ext.train import load_model
 
 ASSETS = ROOT / "edlm_ext" / "assets"
@@ -66,12 +67,7 @@ def _read_rows(path: Path) -> list[dict]:
 
 
 def _write_rows(rows: list[dict], path: Path) -> None:
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
+    atomic.write_csv(path, rows)
 
 
 def main(argv=None):
@@ -94,6 +90,8 @@ def main(argv=None):
     ap.add_argument("--report-only", action="store_true", help="redo the plot and markdown of an existing --out")
     a = ap.parse_args(argv)
     device = torch.device(a.device)
+    for path in (a.out, a.out.with_suffix(".md"), a.out.with_suffix(".png")):
+        atomic.check_output_file(path, "--out")
     if a.report_only:
         return report(_read_rows(a.out), a)
 
@@ -152,7 +150,7 @@ def report(rows: list[dict], a) -> None:
     """The plot (.png) and the markdown table (.md) beside the CSV."""
     plot(rows, a.out)
     md = a.out.with_suffix(".md")
-    md.write_text(markdown(rows, a))
+    atomic.write_text(md, markdown(rows, a))
     print(md.read_text())
 
 
@@ -254,9 +252,10 @@ def plot(rows, out: Path) -> None:
             ax.set_ylabel(key.replace("gen_ppl_", "Gen PPL, judge: "))
             ax.legend()
     fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=110)
+    with atomic.atomic_path(out.with_suffix(".png")) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("edlm_table.py", main))

@@ -10,7 +10,6 @@ resample is then a best-of-k pick, not a draw from the energy-corrected target.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -22,7 +21,8 @@ try:
 except ImportError:
     sys.path.insert(0, str(ROOT))
     import edlm_ext
-from edlm_ext import data
+from edlm_ext import atomic, data
+from edlm_ext._cli_util import run
 from edlm_ext.train import load_model
 
 ASSETS = ROOT / "edlm_ext" / "assets"
@@ -38,6 +38,7 @@ def main(argv=None):
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args(argv)
+    atomic.check_output_file(a.out, "--out")
     tok = data.load_tokenizer()
     eot, mask = data.special_ids(tok)
     den, ar, nce = (load_model(ASSETS / m) for m in ("denoiser", "ar", "nce"))
@@ -58,13 +59,9 @@ def main(argv=None):
                    "log_q_std": float(d.log_q.std(dim=1).mean()), "mean_ess": float(d.ess.mean())}
             rows.append(row)
             print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    with a.out.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    atomic.write_csv(a.out, rows, list(rows[0]))
     print(f"wrote {a.out}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("logweight_spread.py", main))

@@ -25,9 +25,11 @@ struct Filter {
   EDLM_HD bool active() const { return top_k > 0 || top_p < 1.0 || min_p > 0.0; }
 };
 
-// Fixed-point scale of token masses (each <= 1) in the top-p select: sums stay
-// below 2^63 for V < 2^23.
+// Fixed-point scale of token masses (each <= 1, so each <= 2^40 after scaling) in
+// the top-p select: a row's total stays below 2^64 (uint64) for V < 2^24. The ops
+// reject top_p < 1 on longer rows (csrc/checks.h, check_top_p_vocab).
 constexpr double kMassScale = 1099511627776.0;  // 2^40
+constexpr int64_t kMaxTopPVocab = (int64_t{1} << 24) - 1;
 
 EDLM_HD uint32_t float_bits(float x) {
 #if defined(__CUDA_ARCH__)

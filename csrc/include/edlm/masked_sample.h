@@ -80,7 +80,10 @@ inline void filter_row(float* vals, int64_t V, float m, double inv_t, const Filt
       std::fill(s.buf.data() + n, s.buf.data() + padded, -kInf);
       cpu::tile_exp2(s.buf.data(), padded, m, c, s.terms.data());
       for (int i = 0; i < n; ++i) {
-        const uint64_t q = keys[start + i] >= tau ? static_cast<uint64_t>(s.terms[i] * kMassScale) : 0;
+        // (terms are in [0, 1] for a valid temperature; the test also keeps a NaN
+        // term, which must never reach the integer conversion, at 0)
+        const uint64_t q = keys[start + i] >= tau && s.terms[i] > 0.0f
+                               ? static_cast<uint64_t>(s.terms[i] * kMassScale) : 0;
         mass[start + i] = q;
         total += q;
       }
