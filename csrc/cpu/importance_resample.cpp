@@ -1,12 +1,12 @@
 // CPU implementation of edlm_ext::importance_resample: per row, normalize the
-// log-weights, draw one index, gather the chosen proposal (edlm/resample.h).
+// log-weights, draw one index, gather the chosen proposal (edlm/importance_resample.h).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include "../checks.h"
 #include "edlm/philox.h"
-#include "edlm/resample.h"
+#include "edlm/importance_resample.h"
 
 namespace edlm_ext {
 

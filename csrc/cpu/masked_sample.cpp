@@ -14,22 +14,6 @@
 #include "edlm/philox.h"
 
 namespace edlm_ext {
-namespace {
-
-// Loads [start, start + n) of one 16-bit row as float32 (vectorized decoders).
-template <void (*Decode)(const uint16_t*, int, float*)>
-struct HalfLoader {
-  const uint16_t* row;
-  void operator()(int64_t start, int n, float* out) const { Decode(row + start, n, out); }
-};
-
-struct FloatLoader {
-  const float* row;
-  void operator()(int64_t start, int n, float* out) const { std::memcpy(out, row + start, sizeof(float) * n); }
-};
-
-}  // namespace
-
 // k draws per masked row -> (tokens [B, k, L] int64, logp [B, k, L] float32,
 // entropy [B, L] float32 or [0] when not asked for).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_cpu(const at::Tensor& logits, const at::Tensor& x_t,
@@ -51,7 +35,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_cpu(const at::Tensor& logi
   int64_t* out_tok = tokens.data_ptr<int64_t>();
   float* out_lp = logp.data_ptr<float>();
   float* out_h = want_entropy ? entropy.data_ptr<float>() : nullptr;
-  const auto dtype = logits.scalar_type();
+  const auto dtype = logits.scalar_type() == at::kFloat      ? edlm::DType::kFloat32
+                     : logits.scalar_type() == at::kBFloat16 ? edlm::DType::kBFloat16
+                                                             : edlm::DType::kFloat16;
   const char* base = static_cast<const char*>(logits.data_ptr());
   const int64_t esize = logits.element_size();
   const int64_t grain = std::max<int64_t>(1, 32768 / V);
@@ -76,17 +62,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_cpu(const at::Tensor& logi
         if (ok && h) *h = 0.0f;
       } else {
         for (int64_t j = 0; j < k; ++j) u[j] = edlm::row_uniform(key, static_cast<uint64_t>(row), stream0 + j);
-        const void* row_ptr = base + (b * sb + l * sl) * esize;
-        if (dtype == at::kFloat) {
-          ok = edlm::sample_row(FloatLoader{static_cast<const float*>(row_ptr)}, V, mask_id, params, u.data(), k,
-                                scratch, tok, lp, L, h);
-        } else if (dtype == at::kBFloat16) {
-          ok = edlm::sample_row(HalfLoader<edlm::cpu::bf16_to_float>{static_cast<const uint16_t*>(row_ptr)}, V,
-                                mask_id, params, u.data(), k, scratch, tok, lp, L, h);
-        } else {
-          ok = edlm::sample_row(HalfLoader<edlm::cpu::f16_to_float>{static_cast<const uint16_t*>(row_ptr)}, V,
-                                mask_id, params, u.data(), k, scratch, tok, lp, L, h);
-        }
+        const edlm::RowSource src{base + (b * sb + l * sl) * esize, dtype};
+        ok = edlm::sample_row(src, V, mask_id, params, u.data(), k, scratch, tok, lp, L, h);
       }
       if (!ok) {  // documented rule for invalid rows: [MASK] with logp NaN
         for (int64_t j = 0; j < k; ++j) {

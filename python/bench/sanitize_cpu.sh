@@ -12,7 +12,7 @@ B=build/asan
 mkdir -p "$B"
 TESTS="tests/test_masked_sample.py tests/test_masked_sample_api.py tests/test_filters.py
   tests/test_sample_proposals.py tests/test_importance_resample.py tests/test_unmask.py tests/test_unmask_api.py
-  tests/test_unmask_confident.py tests/test_rng.py tests/test_philox_batch.py tests/test_op_edge_cases.py"
+  tests/test_unmask_confident.py tests/test_rng.py tests/test_cpu_philox.py tests/test_op_edge_cases.py"
 
 echo "== build (ASan + UBSan, $B)"
 EDLM_CUDA=0 EDLM_SANITIZE=address,undefined,float-cast-overflow MAX_JOBS=${MAX_JOBS:-2} \

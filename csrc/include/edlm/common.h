@@ -36,6 +36,10 @@ using SharedType = T;
 
 namespace edlm {
 
+// log2(e): the sampling scale is c = log2(e) / T (edlm/temperature.h), in double until the
+// kernels round it to float32.
+constexpr double kLog2e = 1.4426950408889634;
+
 // Element types of the tensors the kernels read, as the launch logic sees them (the
 // torch-side launchers map at::ScalarType onto this; the simulation reads it from a case).
 enum class DType : int { kFloat32, kFloat64, kBFloat16, kFloat16 };

@@ -1,19 +1,14 @@
 // Batched uniforms of the counter-based generator on the CPU: exactly the values
 // of edlm::row_uniform (edlm/philox.h), 16 counters at a time with AVX-512 or 8
-// with AVX2, whichever the CPU has. Defined in csrc/cpu/philox_batch.cpp. Torch-free.
+// with AVX2, whichever the CPU has. Defined in csrc/cpu/cpu_philox.cpp. Torch-free.
 #pragma once
 #include <cstdint>
 
 #include "edlm/common.h"
+#include "edlm/cpu_simd.h"
 
 namespace edlm {
 namespace cpu {
-
-// Instruction sets of uniforms_for_rows, narrowest first.
-enum class Simd : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
-
-// The widest Simd this CPU runs.
-Simd best_simd();
 
 // out[i] = row_uniform(key, rows[i], stream) for i in [0, n); rows in any order.
 // simd must not exceed best_simd() (a lower one is for tests: same results).

@@ -1,6 +1,9 @@
-// Vectorized inner loops of the CPU kernels over one tile of float32 values.
-// Defined in csrc/cpu/tile_kernels.cpp, compiled for several instruction sets
-// and picked at load time. Torch-free.
+// Vectorized inner loops of the CPU samplers over one tile of float32 values, and the
+// exp2 they share. Defined in csrc/cpu/cpu_tiles.cpp with an AVX-512, an AVX2 (+FMA,
+// F16C) and a scalar path, chosen at run time (edlm/cpu_simd.h). Every path performs the
+// same IEEE operations in the same lane order (16 lanes; x[i] goes to lane i % 16 and the
+// lanes are added in one fixed tree; four accumulators, one per vector of a group of four),
+// so all three give bit-identical results. Torch-free.
 #pragma once
 #include <cstdint>
 
@@ -9,21 +12,53 @@ namespace cpu {
 
 // Tile width of the CPU samplers (elements of one logits row per tile).
 constexpr int kTile = 256;
-// Vector width of the loops: n below is a multiple of kWidth, the caller pads
-// its buffer with -inf (which adds nothing to a max or a sum of exponentials).
-constexpr int kWidth = 8;
+// Lanes of the loops.
+constexpr int kWidth = 16;
+// The loops take four vectors at a time (four accumulators): every n below is a multiple
+// of kGroup (callers pad with -inf, which adds nothing to a max or a sum of terms), and
+// tile_max_groups' groups are these.
+constexpr int kGroup = 4 * kWidth;
 
-// max(buf[0..n)); sets *has_nan when any element is NaN (NaN is skipped by the max).
-float tile_max(const float* buf, int n, bool* has_nan);
+// exp2_lane(x) = 2^x in float32 for x <= 1 (within 1.3 ulp: a degree-6 minimax polynomial
+// on the fraction, the exponent added as an integer); 0 for x < -126 (so every term is 0
+// or a normal float; CUDA's exp2_ftz flushes the same range) and for -inf; NaN for NaN.
+// The scalar form of what every path computes per lane, bit for bit.
+float exp2_lane(float x);
 
-// sum_i 2^((buf[i] - base) * c) for a base >= every buf[i] (so each term is <= 1);
-// terms below 2^-126 count as 0.
-float tile_exp2_sum(const float* buf, int n, float base, float c);
+// The argument of a tile's terms: fused, arg = fma(x, c, -b) (b = fl(tile max * c), one
+// rounding); otherwise arg = (x - b) * c with b = the tile max (edlm/masked_sample.h,
+// tile_ref, says which).
+struct Exp2Arg {
+  float c, b;
+  bool fused;
+};
 
-// out[i] = 2^((buf[i] - base) * c), the same terms tile_exp2_sum adds up.
-void tile_exp2(const float* buf, int n, float base, float c, float* out);
+// max(x[0..n)), NaN skipped; *bad |= an element is +inf. A NaN shows in the tile's terms
+// instead (2^NaN = NaN), or, where the max is -inf and no terms are made, in tile_has_nan.
+float tile_max(const float* x, int n, bool* bad);
+bool tile_has_nan(const float* x, int n);
+// As tile_max, with *bad also on NaN, and group_max[g] = max(x[g kGroup, (g+1) kGroup))
+// for n / kGroup groups (n a multiple of kGroup).
+float tile_max_groups(const float* x, int n, bool* bad, float* group_max);
 
-// out[i] = in[i] decoded from bfloat16 / IEEE half bits (exact).
+// Decodes bfloat16 / IEEE half bits in[0..n) into out and returns their max (*bad as
+// tile_max; with group_max, as tile_max_groups): one pass over the row's memory, the terms
+// then come from out (in L1).
+float tile_decode_max_bf16(const uint16_t* in, int n, float* out, bool* bad, float* group_max = nullptr);
+float tile_decode_max_f16(const uint16_t* in, int n, float* out, bool* bad, float* group_max = nullptr);
+
+// sum_i 2^arg_i; with wsum, also *wsum = sum_i 2^arg_i max(arg_i, -128) (the entropy's
+// weighted sum in log2 units; the clamp keeps 0 * -inf out).
+float tile_exp2_sum(const float* x, int n, const Exp2Arg& a);
+float tile_exp2_wsum(const float* x, int n, const Exp2Arg& a, float* wsum);
+// out[i] = 2^arg_i, the terms tile_exp2_sum adds up.
+void tile_exp2(const float* x, int n, const Exp2Arg& a, float* out);
+
+// Appends to idx the positions i (as base + i) with x[i] >= lb; returns how many (n a
+// multiple of kWidth).
+int tile_gather_ge(const float* x, int n, float lb, int32_t base, int32_t* idx);
+
+// out[i] = in[i] decoded from bfloat16 / IEEE half bits (exact), any n.
 void bf16_to_float(const uint16_t* in, int n, float* out);
 void f16_to_float(const uint16_t* in, int n, float* out);
 

@@ -1,18 +1,26 @@
-// Exact categorical sampling of one logits row on the CPU: the algorithm behind
-// edlm_ext.masked_sample and sample_proposals. Torch-free; csrc/cpu/masked_sample.cpp
-// runs it over rows.
+// masked_sample / sample_proposals: exact categorical draws of masked logits rows. The
+// algorithm's shared rules (host and device) and its CPU form; the CUDA form is
+// edlm/masked_sample_cuda.cuh, built from passes of the same names. Torch-free;
+// csrc/cpu/masked_sample.cpp runs sample_row over rows.
 //
-// The row's distribution is p_i ∝ exp(l_i / T) over every token but [MASK]
-// (and, with filters, over the tokens that pass them: edlm/filter.h).
-// One pass over the row computes, per tile of kTile tokens, the tile max m_t and
-// s_t = Σ_tile 2^((l_i - m_t) c), c = log2(e)/T. The tile masses
-// c_t = s_t 2^((m_t - m) c) are summed in float64 and one uniform u (53 bits,
-// midpoint-rounded, see philox.h) picks a tile by inverse CDF, then a token inside
-// that tile by a float64 prefix over the recomputed terms. k draws (proposals)
-// share the one pass and re-read one tile each. Every token's probability is
-// reproduced to float32 *relative* accuracy (~1e-7 of its own mass, however
-// small), which float32 Gumbel noise or a float32 cumsum cannot do for rare
-// tokens. No float64 tensors: float64 is used for O(V / kTile) scalars.
+// A row's distribution is p_i ∝ exp(l_i / T) = 2^(l_i c), c = log2(e) / T, over every
+// token but [MASK] (and, with filters, over the tokens that pass them: edlm/filter.h).
+// The passes, on both backends:
+//   tile statistics  one read of the row: per tile (CPU: kTile tokens; CUDA: one warp's
+//                    32 x 4 vectors) the max m_t and s_t = Σ 2^(arg_i) with
+//                    arg_i = l_i c - b_t in one rounding (fma; tile_ref below);
+//                    NaN / +inf make the row invalid
+//   row prefix       tile masses s_t 2^(D_t) (tile_scale_log2: exact rescaling to the row
+//                    max m) as a float64 prefix in token order: Z, log Z, the entropy
+//   locate tile      one uniform u (53 bits, philox.h) per draw: the tile holding u Z, and
+//                    the position r in [0, 1) inside it
+//   draw in tile     the tile re-read, its terms recomputed bit for bit, a float64 prefix
+//                    over them finds the token
+// k draws (proposals) share the first two passes. Every token's probability is reproduced
+// to float32 *relative* accuracy (~1e-7 of its own mass, however small), which float32
+// Gumbel noise or a float32 cumsum cannot do for rare tokens; float64 only for O(V / tile)
+// scalars. With filters (filtered_sample_row), the candidates of the threshold are
+// gathered in a second read and the draw is made among the survivors directly.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -20,11 +28,68 @@
 #include <limits>
 #include <vector>
 
+#include "edlm/common.h"
 #include "edlm/cpu_tiles.h"
 #include "edlm/filter.h"
 #include "edlm/numeric.h"
 
 namespace edlm {
+
+// ---- shared rules (host and device) ----------------------------------------------------
+
+// A tile's terms are 2^(l c - b) with b = fl(m_t c), computed as fma(l, c, -b): one
+// instruction and one rounding. b differs from m_t c by at most half an ulp of b, an offset
+// common to the tile that the row prefix takes out exactly (tile_ref_offset). Past
+// |b| = 2^22 that offset could reach 1/4 and more (extreme temperatures), so such a tile
+// falls back to the unfused (l - m_t) c (offset 0).
+constexpr float kFusedRefLimit = 0x1.0p22f;
+
+struct TileRef {
+  float b;     // fused: the reference fl(m_t c); unfused: m_t
+  bool fused;
+};
+
+EDLM_HD TileRef tile_ref(float mt, float c) {
+  if (mt == -INFINITY) return TileRef{0.0f, true};  // every term is 2^-inf = 0
+  const float b = mt * c;
+  return fabsf(b) <= kFusedRefLimit ? TileRef{b, true} : TileRef{mt, false};
+}
+
+// b - m_t c (log2 units), exact in double: the factor 2^(-offset) every term of the tile
+// carries relative to 2^((l - m_t) c).
+EDLM_HD double tile_ref_offset(float mt, float c, TileRef r) {
+  return r.fused && mt != -INFINITY ? static_cast<double>(r.b) - static_cast<double>(mt) * static_cast<double>(c)
+                                    : 0.0;
+}
+
+// D_t: tile t's sum times 2^(D_t) is its mass relative to the row's reference (the row max
+// m with its own offset e_m), i.e. Σ_tile 2^((l - m) c - e_m).
+EDLM_HD double tile_scale_log2(float mt, double e_t, float m, double e_m, float c) {
+  return (static_cast<double>(mt) - static_cast<double>(m)) * static_cast<double>(c) + e_t - e_m;
+}
+
+// log Z of the row from the float64 sum z_ref of its masses relative to its reference.
+EDLM_HD double row_log_z(double z_ref, double e_m) { return log(z_ref) + e_m * 0.6931471805599453; }
+
+// A tile's part of Σ_i e_i (l_i - m) / T, the entropy's weighted sum (relative to the
+// row's reference): s = Σ terms, wsum = Σ terms arg (arg in log2 units), scale = 2^(D_t).
+EDLM_HD double tile_weighted(double scale, float s, float wsum, double e_t, float mt, float m, float c,
+                             double inv_t) {
+  return scale * ((static_cast<double>(wsum) + e_t * s) * (inv_t / static_cast<double>(c)) +
+                  static_cast<double>(s) * (static_cast<double>(mt) - static_cast<double>(m)) * inv_t);
+}
+
+// The log-probability of a token with logit l in a row with max m and log Z.
+EDLM_HD float token_logp(float l, float m, double inv_t, double log_z) {
+  return static_cast<float>((static_cast<double>(l) - static_cast<double>(m)) * inv_t - log_z);
+}
+
+// Inverse CDF rule inside a tile / over a survivor list: the first term (in token order)
+// with e > 0 whose running float64 sum exceeds target; the last one with e > 0 when
+// rounding leaves target on the total.
+constexpr double kBelowOne = 0x1.fffffffffffffp-1;  // r is kept in [0, 1)
+
+// ---- the CPU form ----------------------------------------------------------------------
 
 struct SampleParams {
   double inv_temperature;  // 1 / T; for greedy, 1 (statistics under softmax(logits))
@@ -33,15 +98,23 @@ struct SampleParams {
   bool entropy;  // also compute the entropy of the (filtered) distribution
 };
 
+// One logits row in memory: float32, bfloat16 or IEEE half (the 16-bit ones as their bits).
+struct RowSource {
+  const void* data;
+  DType dtype;  // kFloat32, kBFloat16, kFloat16
+};
+
 // Per-thread scratch, reused across rows.
 struct RowScratch {
-  std::vector<float> buf, terms, tile_max, tile_sum, tile_wsum, row;
-  std::vector<uint32_t> keys;
-  std::vector<uint64_t> mass;
+  std::vector<float> buf, buf2, terms, tile_max, tile_sum, tile_wsum, row, group_max, vals;
   std::vector<double> prefix;  // prefix[t] = mass of tiles [0, t), float64
+  std::vector<uint32_t> keys;
+  std::vector<uint64_t> mass, cand;
+  std::vector<int32_t> idx;
   void reserve(int64_t V, bool filtering) {
     const int64_t ntiles = (V + cpu::kTile - 1) / cpu::kTile;
     buf.resize(cpu::kTile);
+    buf2.resize(cpu::kTile);
     terms.resize(cpu::kTile);
     tile_max.resize(ntiles);
     tile_sum.resize(ntiles);
@@ -49,203 +122,455 @@ struct RowScratch {
     prefix.resize(ntiles + 1);
     if (filtering) {
       row.resize(ntiles * cpu::kTile);
-      keys.resize(V);
-      mass.resize(V);
+      group_max.resize(ntiles * cpu::kTile / cpu::kGroup);
+      idx.resize(ntiles * cpu::kTile + cpu::kWidth);  // (tile_gather_ge may write a vector past the count)
     }
   }
 };
 
-// Applies the filters to a materialized row vals[0..V) ([MASK] already -inf):
-// tokens below the combined threshold become -inf. m is the row max, finite.
-inline void filter_row(float* vals, int64_t V, float m, double inv_t, const Filter& f, RowScratch& s) {
-  uint32_t* keys = s.keys.data();
-  int64_t finite = 0;
-  for (int64_t i = 0; i < V; ++i) {
-    keys[i] = order_key(vals[i]);
-    finite += vals[i] != -kInf;
-  }
-  uint32_t tau = 0;  // keep key >= tau
-  if (f.top_k > 0 && f.top_k < finite)
-    tau = radix_select(keys, V, [&](int64_t i) -> uint64_t { return vals[i] != -kInf; },
-                       static_cast<uint64_t>(f.top_k));
-  if (f.top_p < 1.0) {
-    // Masses 2^((l - m) c) in 2^-40 fixed point, over the tokens top_k kept.
-    const float c = static_cast<float>(inv_t * 1.4426950408889634);
-    uint64_t total = 0;
-    uint64_t* mass = s.mass.data();
-    for (int64_t start = 0; start < V; start += cpu::kTile) {
-      const int n = static_cast<int>(std::min<int64_t>(cpu::kTile, V - start));
-      const int padded = (n + cpu::kWidth - 1) / cpu::kWidth * cpu::kWidth;
-      std::copy(vals + start, vals + start + n, s.buf.data());
-      std::fill(s.buf.data() + n, s.buf.data() + padded, -kInf);
-      cpu::tile_exp2(s.buf.data(), padded, m, c, s.terms.data());
-      for (int i = 0; i < n; ++i) {
-        // (terms are in [0, 1] for a valid temperature; the test also keeps a NaN
-        // term, which must never reach the integer conversion, at 0)
-        const uint64_t q = keys[start + i] >= tau && s.terms[i] > 0.0f
-                               ? static_cast<uint64_t>(s.terms[i] * kMassScale) : 0;
-        mass[start + i] = q;
-        total += q;
-      }
+namespace cpu_detail {
+
+// How far ahead of the tile being read the CPU prefetches the row (the hardware's
+// streamer alone leaves the loop waiting on memory between the tiles' bursts of loads).
+#ifndef EDLM_PREFETCH_BYTES
+#define EDLM_PREFETCH_BYTES 8192
+#endif
+#ifndef EDLM_PREFETCH_HINT
+#define EDLM_PREFETCH_HINT 3
+#endif
+constexpr int64_t kPrefetchBytes = EDLM_PREFETCH_BYTES;
+
+// Tile t of the row as kTile float32 values: a pointer into the row itself (a full float32
+// tile without [MASK]) or into buf (kTile floats; decoded, padded with -inf, [MASK] = -inf); sets *mt
+// to the tile max and *bad on +inf (NaN: see cpu::tile_max). One read of the tile's memory.
+inline const float* load_tile(const RowSource& src, int64_t V, int64_t mask_id, int64_t t, float* buf, float* mt,
+                              bool* bad) {
+  const int64_t start = t * cpu::kTile;
+  const int n = static_cast<int>(std::min<int64_t>(cpu::kTile, V - start));
+  const bool patch = mask_id >= start && mask_id < start + n;
+  const int64_t esize = src.dtype == DType::kFloat32 ? 4 : 2;
+  const char* bytes = static_cast<const char*>(src.data) + start * esize;
+#if defined(__GNUC__)
+  for (int64_t off = 0; off < cpu::kTile * esize; off += 64) __builtin_prefetch(bytes + kPrefetchBytes + off, 0, EDLM_PREFETCH_HINT);
+#endif
+  if (n == cpu::kTile && !patch) {
+    if (src.dtype == DType::kFloat32) {
+      const float* x = reinterpret_cast<const float*>(bytes);
+      *mt = cpu::tile_max(x, cpu::kTile, bad);
+      return x;
     }
-    const auto target = static_cast<uint64_t>(std::ceil(f.top_p * static_cast<double>(total)));
-    if (target > 0 && target < total)
-      tau = std::max(tau, radix_select(keys, V, [&](int64_t i) { return mass[i]; }, target));
+    const uint16_t* h = reinterpret_cast<const uint16_t*>(bytes);
+    *mt = src.dtype == DType::kBFloat16 ? cpu::tile_decode_max_bf16(h, cpu::kTile, buf, bad)
+                                        : cpu::tile_decode_max_f16(h, cpu::kTile, buf, bad);
+    return buf;
   }
-  // min_p: p >= min_p * p_max  <=>  l >= m + T ln(min_p) (in float32, as on CUDA).
-  const float tau_min = f.min_p > 0.0 ? static_cast<float>(static_cast<double>(m) + std::log(f.min_p) / inv_t) : -kInf;
-  for (int64_t i = 0; i < V; ++i)
-    if (keys[i] < tau || vals[i] < tau_min) vals[i] = -kInf;
+  if (src.dtype == DType::kFloat32) {
+    std::copy_n(reinterpret_cast<const float*>(bytes), n, buf);
+  } else {
+    const uint16_t* h = reinterpret_cast<const uint16_t*>(bytes);
+    if (src.dtype == DType::kBFloat16) cpu::bf16_to_float(h, n, buf);
+    else cpu::f16_to_float(h, n, buf);
+  }
+  std::fill(buf + n, buf + cpu::kTile, -kInf);
+  if (patch) buf[mask_id - start] = -kInf;
+  *mt = cpu::tile_max(buf, cpu::kTile, bad);
+  return buf;
 }
 
-// Draws k tokens from one masked row, one per uniform u[j], and writes token j to
-// tokens[j * stride] and its log-probability under the tempered, filtered softmax
-// to logp[j * stride] (greedy: the argmax, lowest index on ties, with its
-// log-probability under softmax(logits), filtered); with p.entropy, the entropy
-// of that distribution to *entropy. Load(start, n, out) writes
-// logits[start .. start+n) as float32 into out. Returns false, writing nothing,
-// when the row is invalid: a NaN or +inf logit, or no finite logit but [MASK].
-template <typename Load>
-bool sample_row(const Load& load_raw, int64_t V, int64_t mask_id, const SampleParams& p, const double* u, int64_t k,
-                RowScratch& s, int64_t* tokens, float* logp, int64_t stride, float* entropy) {
+inline cpu::Exp2Arg exp2_arg(TileRef r, float c) { return cpu::Exp2Arg{c, r.b, r.fused}; }
+
+}  // namespace cpu_detail
+
+// What tile_statistics leaves for the other passes.
+struct RowStats {
+  float m;       // row max
+  int64_t best;  // greedy: the argmax (lowest index on ties)
+  bool valid;    // no NaN / +inf, and a finite logit
+};
+
+// Pass 1: s.tile_max / tile_sum / tile_wsum of every tile, the row max, the greedy argmax.
+// Software-pipelined: tile t + 1's max is read before tile t's terms are made, so the
+// terms never wait on the max they depend on (two buffers).
+inline RowStats tile_statistics(const RowSource& src, int64_t V, int64_t mask_id, const SampleParams& p, float c,
+                                RowScratch& s) {
   const int64_t ntiles = (V + cpu::kTile - 1) / cpu::kTile;
-  const double inv_t = p.inv_temperature;
-  const float c = static_cast<float>(inv_t * 1.4426950408889634);
-  const bool filtering = p.filter.active();
-  float* buf = s.buf.data();
-
-  // With filters the row is materialized once (float32, [MASK] = -inf), checked,
-  // filtered, and then read from memory.
-  if (filtering) {
-    float* row = s.row.data();
-    load_raw(0, static_cast<int>(V), row);
-    row[mask_id] = -kInf;
-    float m = -kInf;
-    bool bad = false;
-    for (int64_t i = 0; i < V; ++i) {
-      bad |= (row[i] != row[i]) || row[i] == kInf;
-      m = row[i] > m ? row[i] : m;
-    }
-    if (bad || m == -kInf) return false;
-    filter_row(row, V, m, inv_t, p.filter, s);
-  }
-  auto load = [&](int64_t start, int n, float* out) {
-    if (filtering)
-      std::copy(s.row.data() + start, s.row.data() + start + n, out);
-    else
-      load_raw(start, n, out);
-  };
-  // Loads tile t into buf as float32, [MASK] and padding up to kWidth as -inf.
-  // Returns the padded length.
-  auto load_tile = [&](int64_t t) -> int {
-    const int64_t start = t * cpu::kTile;
-    const int n = static_cast<int>(std::min<int64_t>(cpu::kTile, V - start));
-    load(start, n, buf);
-    const int padded = (n + cpu::kWidth - 1) / cpu::kWidth * cpu::kWidth;
-    for (int i = n; i < padded; ++i) buf[i] = -kInf;
-    if (mask_id >= start && mask_id < start + n) buf[mask_id - start] = -kInf;
-    return padded;
-  };
-
-  // Pass 1: per-tile max, sum of 2^((l - m_t) c) and, for the entropy,
-  // Σ 2^((l - m_t) c) (l - m_t) / T; the argmax when greedy.
-  bool has_nan = false;
+  bool bad = false;
   float m = -kInf;
   int64_t best = -1;
+  float* bufs[2] = {s.buf.data(), s.buf2.data()};
+  float mt;
+  const float* x = cpu_detail::load_tile(src, V, mask_id, 0, bufs[0], &mt, &bad);
   for (int64_t t = 0; t < ntiles; ++t) {
-    const int n = load_tile(t);
-    const float mt = cpu::tile_max(buf, n, &has_nan);
+    float mt_next = -kInf;
+    const float* x_next =
+        t + 1 < ntiles ? cpu_detail::load_tile(src, V, mask_id, t + 1, bufs[(t + 1) & 1], &mt_next, &bad) : nullptr;
     if (p.greedy && mt > m) {  // first tile holding a new max; lowest index within it
-      for (int i = 0; i < n; ++i)
-        if (buf[i] == mt) {
-          best = t * cpu::kTile + i;
-          break;
-        }
+      best = t * cpu::kTile + (std::find(x, x + cpu::kTile, mt) - x);
     }
     s.tile_max[t] = mt;
     s.tile_sum[t] = 0.0f;
     s.tile_wsum[t] = 0.0f;
-    if (mt != -kInf && mt != kInf) {
-      if (p.entropy) {
-        cpu::tile_exp2(buf, n, mt, c, s.terms.data());
-        float sum = 0.0f, wsum = 0.0f;
-        for (int i = 0; i < n; ++i) {
-          sum += s.terms[i];
-          if (s.terms[i] > 0.0f) wsum += s.terms[i] * static_cast<float>((buf[i] - mt) * inv_t);
-        }
-        s.tile_sum[t] = sum;
-        s.tile_wsum[t] = wsum;
-      } else {
-        s.tile_sum[t] = cpu::tile_exp2_sum(buf, n, mt, c);
-      }
+    if (mt == -kInf) {
+      bad |= cpu::tile_has_nan(x, cpu::kTile);  // no terms to show it
+    } else if (mt != kInf) {
+      const cpu::Exp2Arg a = cpu_detail::exp2_arg(tile_ref(mt, c), c);
+      const float sum = p.entropy ? cpu::tile_exp2_wsum(x, cpu::kTile, a, &s.tile_wsum[t])
+                                  : cpu::tile_exp2_sum(x, cpu::kTile, a);
+      bad |= sum != sum;  // a NaN logit
+      s.tile_sum[t] = sum;
     }
     if (mt > m) m = mt;
+    x = x_next;
+    mt = mt_next;
   }
-  if (has_nan || m == kInf || m == -kInf) return false;
+  return RowStats{m, best, !bad && m != kInf && m != -kInf};
+}
 
-  // Tile masses relative to the row max, as a float64 prefix in token order.
+// Pass 2's results.
+struct RowTotals {
+  double z;      // Σ tile masses relative to the row's reference (prefix[ntiles])
+  double log_z;  // log of the row's normalizer Σ 2^((l - m) c)
+  float entropy;
+  int64_t last_nonzero;  // the last tile with mass > 0
+};
+
+// Pass 2: the float64 prefix of tile masses in token order (s.prefix), log Z and the entropy.
+inline RowTotals row_prefix(int64_t ntiles, float m, float c, double inv_t, bool entropy, RowScratch& s) {
+  const double e_m = tile_ref_offset(m, c, tile_ref(m, c));
   double* prefix = s.prefix.data();
   prefix[0] = 0.0;
-  double weighted = 0.0;  // Σ_i e_i (l_i - m) / T
+  double weighted = 0.0;
   for (int64_t t = 0; t < ntiles; ++t) {
     const float mt = s.tile_max[t];
-    const double scale = mt == -kInf ? 0.0 : std::exp2(static_cast<double>(mt - m) * c);
+    double scale = 0.0, e_t = 0.0;
+    if (mt != -kInf) {
+      e_t = tile_ref_offset(mt, c, tile_ref(mt, c));
+      scale = std::exp2(tile_scale_log2(mt, e_t, m, e_m, c));
+    }
     prefix[t + 1] = prefix[t] + s.tile_sum[t] * scale;
-    if (p.entropy && scale > 0.0)
-      weighted += scale * (s.tile_wsum[t] + s.tile_sum[t] * static_cast<double>(mt - m) * inv_t);
+    if (entropy && scale > 0.0) weighted += tile_weighted(scale, s.tile_sum[t], s.tile_wsum[t], e_t, mt, m, c, inv_t);
   }
-  const double z = prefix[ntiles];
-  const double log_z = std::log(z);
-  if (p.entropy) *entropy = static_cast<float>(log_z - weighted / z);
+  RowTotals r;
+  r.z = prefix[ntiles];
+  r.log_z = row_log_z(r.z, e_m);
+  r.entropy = entropy ? static_cast<float>(r.log_z - weighted / r.z) : 0.0f;
+  r.last_nonzero = ntiles - 1;
+  while (prefix[r.last_nonzero + 1] <= prefix[r.last_nonzero]) --r.last_nonzero;  // z > 0: terminates
+  return r;
+}
 
-  if (p.greedy) {
-    float lv;
-    load(best, 1, &lv);
-    const float lp = static_cast<float>(static_cast<double>(lv - m) * inv_t - log_z);
-    for (int64_t j = 0; j < k; ++j) {
-      tokens[j * stride] = best;
-      logp[j * stride] = lp;
-    }
-    return true;
+// Pass 3: the tile holding target_row = u Z and the position r in [0, 1) inside it.
+struct Located {
+  int64_t tile;
+  double r;
+};
+inline Located locate_tile(const double* prefix, int64_t ntiles, int64_t last_nonzero, double target_row) {
+  int64_t t = std::upper_bound(prefix + 1, prefix + ntiles + 1, target_row) - (prefix + 1);
+  if (t >= ntiles) return Located{last_nonzero, kBelowOne};  // u Z rounded onto the total
+  double r = (target_row - prefix[t]) / (prefix[t + 1] - prefix[t]);
+  r = r < 0.0 ? 0.0 : (r >= 1.0 ? kBelowOne : r);
+  return Located{t, r};
+}
+
+// Pass 4: the token at position r of tile t, on the same terms that made the tile's sum.
+// The float64 prefix is taken by blocks of 16 terms (the blocks' sums are independent
+// chains; the tile's total is the sum of its blocks in order, then the block holding
+// r * total is scanned term by term). Returns the token and writes its logit to *logit.
+inline int64_t draw_in_tile(const RowSource& src, int64_t V, int64_t mask_id, Located at, float c, RowScratch& s,
+                            float* logit) {
+  constexpr int kBlock = 16, kBlocks = cpu::kTile / kBlock;
+  float mt;
+  bool bad = false;
+  const float* x = cpu_detail::load_tile(src, V, mask_id, at.tile, s.buf.data(), &mt, &bad);
+  cpu::tile_exp2(x, cpu::kTile, cpu_detail::exp2_arg(tile_ref(mt, c), c), s.terms.data());
+  const float* e = s.terms.data();
+  double block[kBlocks];
+  for (int b = 0; b < kBlocks; ++b) {
+    double sum = 0.0;
+    for (int i = 0; i < kBlock; ++i) sum += e[b * kBlock + i];
+    block[b] = sum;
   }
-
-  int64_t last_nonzero = ntiles - 1;
-  while (prefix[last_nonzero + 1] <= prefix[last_nonzero]) --last_nonzero;  // z > 0: terminates
-  for (int64_t j = 0; j < k; ++j) {
-    // Inverse CDF over tiles: the first tile whose prefix end exceeds u z.
-    const double target_row = u[j] * z;
-    int64_t t = std::upper_bound(prefix + 1, prefix + ntiles + 1, target_row) - (prefix + 1);
-    double r;
-    if (t >= ntiles) {  // u z rounded onto the total: the top of the last tile
-      t = last_nonzero;
-      r = 0x1.fffffffffffffp-1;
-    } else {
-      r = (target_row - prefix[t]) / (prefix[t + 1] - prefix[t]);
-      r = r < 0.0 ? 0.0 : (r >= 1.0 ? 0x1.fffffffffffffp-1 : r);
+  double total = 0.0;
+  for (int b = 0; b < kBlocks; ++b) total += block[b];
+  const double target = at.r * total;
+  double cum = 0.0;
+  int pick = -1, last_pos = -1;
+  for (int b = 0; b < kBlocks && pick < 0; ++b) {
+    if (block[b] <= 0.0) continue;
+    if (cum + block[b] <= target) {  // not in this block: its last term with mass is the fallback
+      for (int i = kBlock - 1; i >= 0; --i)
+        if (e[b * kBlock + i] > 0.0f) {
+          last_pos = b * kBlock + i;
+          break;
+        }
+      cum += block[b];
+      continue;
     }
-    // Inverse CDF inside the tile, on the same terms that made its sum.
-    const int n = load_tile(t);
-    cpu::tile_exp2(buf, n, s.tile_max[t], c, s.terms.data());
-    double total = 0.0;
-    for (int i = 0; i < n; ++i) total += s.terms[i];
-    const double target = r * total;
-    double cum = 0.0;
-    int pick = -1, last_pos = -1;
-    for (int i = 0; i < n; ++i) {
-      const double e = s.terms[i];
-      if (e <= 0.0) continue;
+    for (int i = b * kBlock; i < (b + 1) * kBlock; ++i) {
+      if (e[i] <= 0.0f) continue;
       last_pos = i;
-      cum += e;
+      cum += e[i];
       if (cum > target) {
         pick = i;
         break;
       }
     }
-    if (pick < 0) pick = last_pos;
-    tokens[j * stride] = t * cpu::kTile + pick;
-    logp[j * stride] = static_cast<float>(static_cast<double>(buf[pick] - m) * inv_t - log_z);
+  }
+  if (pick < 0) pick = last_pos;
+  *logit = x[pick];
+  return at.tile * cpu::kTile + pick;
+}
+
+// The four passes over an unfiltered row (or a materialized, filtered one).
+inline bool sample_tiles(const RowSource& src, int64_t V, int64_t mask_id, const SampleParams& p, const double* u,
+                         int64_t k, RowScratch& s, int64_t* tokens, float* logp, int64_t stride, float* entropy) {
+  const int64_t ntiles = (V + cpu::kTile - 1) / cpu::kTile;
+  const double inv_t = p.inv_temperature;
+  const float c = static_cast<float>(inv_t * kLog2e);
+  const RowStats st = tile_statistics(src, V, mask_id, p, c, s);
+  if (!st.valid) return false;
+  const RowTotals rt = row_prefix(ntiles, st.m, c, inv_t, p.entropy, s);
+  if (p.entropy) *entropy = rt.entropy;
+  if (p.greedy) {
+    const float lp = token_logp(st.m, st.m, inv_t, rt.log_z);  // the argmax has value m
+    for (int64_t j = 0; j < k; ++j) {
+      tokens[j * stride] = st.best;
+      logp[j * stride] = lp;
+    }
+    return true;
+  }
+  for (int64_t j = 0; j < k; ++j) {
+    const Located at = locate_tile(s.prefix.data(), ntiles, rt.last_nonzero, u[j] * rt.z);
+    float l;
+    tokens[j * stride] = draw_in_tile(src, V, mask_id, at, c, s, &l);
+    logp[j * stride] = token_logp(l, st.m, inv_t, rt.log_z);
   }
   return true;
+}
+
+namespace cpu_detail {
+
+// The candidate path's limit (more candidates: the general path).
+constexpr int64_t kMaxCandidates = 4096;
+
+// The general filter: tokens below the combined threshold become -inf in the materialized
+// row vals[0..n) ([MASK] already -inf; m its finite max). Radix selects over the whole row.
+inline void filter_row(float* vals, int64_t n, float m, double inv_t, const Filter& f, RowScratch& s) {
+  s.keys.resize(n);
+  uint32_t* keys = s.keys.data();
+  int64_t finite = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    keys[i] = order_key(vals[i]);
+    finite += vals[i] != -kInf;
+  }
+  uint32_t tau = 0;  // keep key >= tau
+  if (f.top_k > 0 && f.top_k < finite)
+    tau = radix_select(keys, n, [&](int64_t i) -> uint64_t { return vals[i] != -kInf; },
+                       static_cast<uint64_t>(f.top_k));
+  if (f.top_p < 1.0) {
+    const float c = static_cast<float>(inv_t * kLog2e);
+    s.mass.resize(n);
+    uint64_t* mass = s.mass.data();
+    uint64_t total = 0;
+    for (int64_t start = 0; start < n; start += cpu::kTile) {  // n is a multiple of kTile
+      cpu::tile_exp2(vals + start, cpu::kTile, cpu::Exp2Arg{c, m, false}, s.terms.data());
+      for (int i = 0; i < cpu::kTile; ++i) {
+        const uint64_t q = keys[start + i] >= tau ? token_mass(s.terms[i]) : 0;
+        mass[start + i] = q;
+        total += q;
+      }
+    }
+    const uint64_t target = topp_target(f.top_p, total);
+    if (topp_applies(target, total))
+      tau = std::max(tau, radix_select(keys, n, [&](int64_t i) { return mass[i]; }, target));
+  }
+  const float tau_min = f.min_p > 0.0 ? min_p_threshold(m, f.min_p, inv_t) : -kInf;
+  for (int64_t i = 0; i < n; ++i)
+    if (keys[i] < tau || vals[i] < tau_min) vals[i] = -kInf;
+}
+
+// The first position after j whose key (sorted descending in cand's high word) is lower.
+inline int64_t end_of_ties(const uint64_t* cand, int64_t n, int64_t j) {
+  const uint64_t key_part = cand[j] >> 32;
+  while (j + 1 < n && (cand[j + 1] >> 32) == key_part) ++j;
+  return j + 1;
+}
+
+// The candidate path of the filters: the survivors of the thresholds are found among the
+// `count` candidates s.idx[0, count) (every token >= lb, a lower bound of the final threshold,
+// [MASK] excluded), then drawn from directly. row(i) is token i's logit.
+template <typename Row>
+inline void sample_candidates(const Row& row, int64_t count, float m, const SampleParams& p, const double* u,
+                              int64_t k, RowScratch& s, int64_t* tokens, float* logp, int64_t stride,
+                              float* entropy) {
+  const Filter& f = p.filter;
+  const double inv_t = p.inv_temperature;
+  const float c = static_cast<float>(inv_t * kLog2e);
+  int32_t* idx = s.idx.data();
+  // (key descending, index ascending) in one sortable word
+  s.cand.resize(count);
+  uint64_t* cand = s.cand.data();
+  for (int64_t i = 0; i < count; ++i) cand[i] = candidate_word(order_key(row(idx[i])), idx[i]);
+  std::sort(cand, cand + count);
+  int64_t keep = count;
+  if (f.top_k > 0 && f.top_k <= count) keep = end_of_ties(cand, count, f.top_k - 1);
+  // the candidates' logits in (key, index) order, padded to whole groups, for the vector exp2
+  const int64_t padded = (count + cpu::kGroup - 1) / cpu::kGroup * cpu::kGroup;
+  s.vals.resize(padded);
+  s.terms.resize(std::max<size_t>(s.terms.size(), static_cast<size_t>(padded)));
+  float* vals = s.vals.data();
+  for (int64_t i = 0; i < count; ++i) vals[i] = row(candidate_index(cand[i]));
+  std::fill(vals + count, vals + padded, -kInf);
+  if (f.top_p < 1.0) {  // lb <= tau_k here (filter.h, candidate_bound): every top-k survivor is a candidate
+    float* e = s.terms.data();
+    const int64_t n_mass = (keep + cpu::kGroup - 1) / cpu::kGroup * cpu::kGroup;  // <= padded
+    cpu::tile_exp2(vals, static_cast<int>(n_mass), cpu::Exp2Arg{c, m, false}, e);  // as filter_row's masses
+    uint64_t total = 0;
+    for (int64_t i = 0; i < keep; ++i) total += token_mass(e[i]);
+    const uint64_t target = topp_target(f.top_p, total);
+    if (topp_applies(target, total)) {
+      uint64_t cum = 0;
+      int64_t i = 0;
+      while (cum + token_mass(e[i]) < target) cum += token_mass(e[i++]);  // target <= total: stops inside
+      keep = end_of_ties(cand, keep, i);
+    }
+  }
+  if (f.min_p > 0.0) {
+    const float tau_min = min_p_threshold(m, f.min_p, inv_t);
+    while (keep > 1 && vals[keep - 1] < tau_min) --keep;  // the max always passes
+  }
+  const int32_t best = candidate_index(cand[0]);  // greedy: the max, lowest index
+  // the survivors in token order, their terms relative to the row max (as a tile's with
+  // max m: edlm::tile_ref), a float64 prefix
+  for (int64_t i = 0; i < keep; ++i) idx[i] = candidate_index(cand[i]);
+  std::sort(idx, idx + keep);
+  const int64_t kept_padded = (keep + cpu::kGroup - 1) / cpu::kGroup * cpu::kGroup;
+  for (int64_t i = 0; i < keep; ++i) vals[i] = row(idx[i]);
+  std::fill(vals + keep, vals + kept_padded, -kInf);
+  const TileRef ref = tile_ref(m, c);
+  float* e = s.terms.data();
+  cpu::tile_exp2(vals, static_cast<int>(kept_padded), cpu_detail::exp2_arg(ref, c), e);
+  s.prefix.resize(std::max<size_t>(s.prefix.size(), static_cast<size_t>(keep) + 1));
+  double* prefix = s.prefix.data();
+  prefix[0] = 0.0;
+  double weighted = 0.0;
+  for (int64_t i = 0; i < keep; ++i) {
+    prefix[i + 1] = prefix[i] + e[i];
+    if (p.entropy && e[i] > 0.0f) weighted += e[i] * ((static_cast<double>(vals[i]) - m) * inv_t);
+  }
+  const double z = prefix[keep];
+  const double log_z = row_log_z(z, tile_ref_offset(m, c, ref));
+  if (p.entropy) *entropy = static_cast<float>(log_z - weighted / z);
+  for (int64_t j = 0; j < k; ++j) {
+    int64_t pick;
+    if (p.greedy) {
+      pick = best;
+    } else {
+      const double target = u[j] * z;
+      int64_t i = std::upper_bound(prefix + 1, prefix + keep + 1, target) - (prefix + 1);
+      if (i >= keep) i = keep - 1;
+      while (e[i] <= 0.0f) --i;  // (a plateau: the last token with mass before it; the max has mass)
+      pick = idx[i];
+    }
+    tokens[j * stride] = pick;
+    logp[j * stride] = token_logp(row(pick), m, inv_t, log_z);
+  }
+}
+
+}  // namespace cpu_detail
+
+// Filtered rows. Pass 1 reads the row once for its max and group maxima (float32 tiles in
+// place, 16-bit ones decoded into a tile buffer; the tiles holding [MASK] or the end of the
+// row go through a patched copy); the candidates >= candidate_bound are gathered in a second
+// pass (from cache) and drawn from (sample_candidates). When the bound admits too many, the
+// general path: the row materialized, filter_row, the tile passes over the filtered row.
+inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id, const SampleParams& p,
+                                const double* u, int64_t k, RowScratch& s, int64_t* tokens, float* logp,
+                                int64_t stride, float* entropy) {
+  const int64_t ntiles = (V + cpu::kTile - 1) / cpu::kTile, n = ntiles * cpu::kTile;
+  const bool f32 = src.dtype == DType::kFloat32;
+  const float* f32_row = static_cast<const float*>(src.data);
+  const uint16_t* h_row = static_cast<const uint16_t*>(src.data);
+  auto value = [&](int64_t i) -> float {
+    return f32 ? f32_row[i] : src.dtype == DType::kBFloat16 ? bf16_to_float(h_row[i]) : f16_to_float(h_row[i]);
+  };
+  // Tile t as kTile floats ([MASK] and the padding -inf): float32 tiles in place or in s.buf,
+  // 16-bit ones decoded into s.row (by the first call, with gm); with gm, the group maxima
+  // (and the max, *bad on NaN / +inf) into gm / *mt.
+  auto tile = [&](int64_t t, float* gm, float* mt, bool* bad) -> const float* {
+    const int64_t start = t * cpu::kTile;
+    const int len = static_cast<int>(std::min<int64_t>(cpu::kTile, V - start));
+    const bool patch = mask_id >= start && mask_id < start + len;
+    float* x = f32 ? s.buf.data() : s.row.data() + start;
+    if (!f32 && gm == nullptr) return x;  // decoded by pass 1
+    if (len == cpu::kTile && !patch) {
+      if (f32) {
+        if (gm != nullptr) *mt = cpu::tile_max_groups(f32_row + start, cpu::kTile, bad, gm);
+        return f32_row + start;
+      }
+      *mt = src.dtype == DType::kBFloat16 ? cpu::tile_decode_max_bf16(h_row + start, len, x, bad, gm)
+                                          : cpu::tile_decode_max_f16(h_row + start, len, x, bad, gm);
+      return x;
+    }
+    if (f32) std::copy_n(f32_row + start, len, x);
+    else if (src.dtype == DType::kBFloat16) cpu::bf16_to_float(h_row + start, len, x);
+    else cpu::f16_to_float(h_row + start, len, x);
+    std::fill(x + len, x + cpu::kTile, -kInf);
+    if (patch) x[mask_id - start] = -kInf;
+    if (gm != nullptr) *mt = cpu::tile_max_groups(x, cpu::kTile, bad, gm);
+    return x;
+  };
+  bool bad = false;
+  float m = -kInf;
+  for (int64_t t = 0; t < ntiles; ++t) {
+    float mt;
+    tile(t, s.group_max.data() + t * (cpu::kTile / cpu::kGroup), &mt, &bad);
+    m = std::max(m, mt);
+  }
+  if (bad || m == -kInf) return false;
+  const int64_t groups = n / cpu::kGroup;
+  float kth_group_max = -kInf;  // (a lower bound of) the top_k-th largest group max (-inf: fewer finite groups)
+  if (p.filter.top_k > 0) {
+    const float* g = s.group_max.data();
+    s.keys.resize(groups);
+    int64_t finite = 0;
+    for (int64_t i = 0; i < groups; ++i) {
+      s.keys[i] = order_key(g[i]);
+      finite += g[i] != -kInf;
+    }
+    // (a radix select: branch-free histograms, where a sort mispredicts; two digits give a
+    // lower bound within 2^-9 of the group max, all a candidate bound needs)
+    if (p.filter.top_k <= finite)
+      kth_group_max = key_value(radix_select(s.keys.data(), groups, [&](int64_t i) -> uint64_t { return g[i] != -kInf; },
+                                             static_cast<uint64_t>(p.filter.top_k), 2));
+  }
+  const float lb = candidate_bound(p.filter, kth_group_max, m, p.inv_temperature);
+  if (lb != -kInf) {
+    int64_t count = 0;
+    for (int64_t t = 0; t < ntiles && count <= cpu_detail::kMaxCandidates; ++t)
+      count += cpu::tile_gather_ge(tile(t, nullptr, nullptr, nullptr), cpu::kTile, lb, static_cast<int32_t>(t * cpu::kTile),
+                                   s.idx.data() + count);
+    if (count <= cpu_detail::kMaxCandidates) {
+      cpu_detail::sample_candidates(value, count, m, p, u, k, s, tokens, logp, stride, entropy);
+      return true;
+    }
+  }
+  float* row = s.row.data();  // the general path: the row materialized, then filtered
+  for (int64_t t = 0; t < ntiles; ++t) std::copy_n(tile(t, nullptr, nullptr, nullptr), cpu::kTile, row + t * cpu::kTile);
+  cpu_detail::filter_row(row, n, m, p.inv_temperature, p.filter, s);
+  return sample_tiles(RowSource{row, DType::kFloat32}, n, -1, p, u, k, s, tokens, logp, stride, entropy);
+}
+
+// Draws k tokens from one masked row, one per uniform u[j], and writes token j to
+// tokens[j * stride] and its log-probability under the tempered, filtered softmax to
+// logp[j * stride] (greedy: the argmax, lowest index on ties, with its log-probability
+// under softmax(logits), filtered); with p.entropy, the entropy of that distribution to
+// *entropy. Returns false, writing nothing, when the row is invalid: a NaN or +inf logit,
+// or no finite logit but [MASK].
+inline bool sample_row(const RowSource& src, int64_t V, int64_t mask_id, const SampleParams& p, const double* u,
+                       int64_t k, RowScratch& s, int64_t* tokens, float* logp, int64_t stride, float* entropy) {
+  if (p.filter.active()) return filtered_sample_row(src, V, mask_id, p, u, k, s, tokens, logp, stride, entropy);
+  return sample_tiles(src, V, mask_id, p, u, k, s, tokens, logp, stride, entropy);
 }
 
 }  // namespace edlm

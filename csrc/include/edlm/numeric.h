@@ -1,4 +1,4 @@
-// Scalar numerics shared by the CPU kernels: 16-bit float decoding. Torch-free.
+// Scalar numerics of the CPU kernels: 16-bit float decoding, +inf. Torch-free.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -40,7 +40,6 @@ EDLM_ALWAYS_INLINE float f16_to_float(uint16_t h) {
   return bits_to_float(sign | mag);
 }
 
-constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 }  // namespace edlm

@@ -32,7 +32,7 @@ struct Tempered {
 EDLM_HD Tempered tempered(double temperature) {
   const bool greedy = is_greedy(temperature);
   const double inv_t = greedy ? 1.0 : 1.0 / temperature;
-  return Tempered{greedy, inv_t, static_cast<float>(1.4426950408889634 * inv_t)};
+  return Tempered{greedy, inv_t, static_cast<float>(kLog2e * inv_t)};
 }
 
 }  // namespace edlm

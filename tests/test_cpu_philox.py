@@ -1,4 +1,4 @@
-"""The CPU kernels' batched uniforms (csrc/cpu/philox_batch.cpp): every vectorized path
+"""The CPU kernels' batched uniforms (csrc/cpu/cpu_philox.cpp): every vectorized path
 this CPU has gives exactly the uniforms of the float64 replay in edlm_ext.reference."""
 import numpy as np
 import pytest

@@ -121,21 +121,9 @@ __attribute__((target("avx512f,avx512dq"))) int64_t uniforms_avx512(RngKey key, 
   return i;
 }
 
-Simd detect_simd() {
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return Simd::kAvx512;
-  if (__builtin_cpu_supports("avx2")) return Simd::kAvx2;
-  return Simd::kScalar;
-}
-#else
-Simd detect_simd() { return Simd::kScalar; }
 #endif
 
 }  // namespace
-
-Simd best_simd() {
-  static const Simd best = detect_simd();
-  return best;
-}
 
 void uniforms_for_rows(RngKey key, uint64_t stream, const uint64_t* rows, int64_t n, double* out, Simd simd) {
   int64_t done = 0;

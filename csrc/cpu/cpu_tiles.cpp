@@ -1,0 +1,353 @@
+// The CPU samplers' tile loops (declared in edlm/cpu_tiles.h), in three instruction sets
+// chosen at run time (edlm/cpu_simd.h): one generic body (cpu_tiles_body.inc) compiled
+// three times over a 16-lane vector type, with explicit FMAs and no operation the compiler
+// could contract or reorder, so every path gives the same bits:
+//   avx512  one __m512 per 16 lanes
+//   avx2    two __m256 (lanes 0-7, 8-15), FMA3, F16C
+//   scalar  16 floats (std::fma, std::nearbyint): any CPU, and the reference of the others
+#include "edlm/cpu_tiles.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "edlm/cpu_simd.h"
+#include "edlm/numeric.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#include <immintrin.h>
+#define EDLM_X86_PATHS 1
+#endif
+
+namespace edlm {
+namespace cpu {
+namespace {
+
+// 2^f on [-1/2, 1/2]: minimax for relative error, float32 coefficients (Horner with FMAs:
+// 1.3 ulp at most together with the rounding; c0 = 1 so 2^0 = 1 exactly).
+constexpr float kP6 = 1.534581242594868e-04f, kP5 = 1.3399930903688073e-03f, kP4 = 9.618489071726799e-03f,
+                kP3 = 5.550328642129898e-02f, kP2 = 0.24022646248340607f, kP1 = 0.6931471824645996f, kP0 = 1.0f;
+constexpr float kLowClamp = -127.0f;   // the scalar path's clamp (arguments below are 0 anyway): keeps
+                                       // its float -> int conversion in range
+constexpr float kZeroBelow = -126.0f;  // 2^x < 2^-126 counts as 0 (no subnormal terms)
+constexpr float kWsumClamp = -128.0f;  // entropy weights: 0 * max(arg, -128) = 0 for arg = -inf
+
+// ---- the scalar path ------------------------------------------------------------------
+
+inline float scalar_max(float a, float b) { return a > b ? a : b; }  // as maxps: b when unordered or equal
+
+inline float scalar_exp2(float x) {
+  const float xc = scalar_max(kLowClamp, x);
+  const float n = std::nearbyint(xc);  // round half to even, as the vector round instructions
+  const float f = xc - n;
+  float p = kP6;
+  p = std::fma(p, f, kP5);
+  p = std::fma(p, f, kP4);
+  p = std::fma(p, f, kP3);
+  p = std::fma(p, f, kP2);
+  p = std::fma(p, f, kP1);
+  p = std::fma(p, f, kP0);
+  uint32_t bits;
+  std::memcpy(&bits, &p, sizeof bits);
+  bits += static_cast<uint32_t>(static_cast<int32_t>(n)) << 23;  // NaN: n is INT_MIN as cvtps gives
+  std::memcpy(&p, &bits, sizeof p);
+  return x < kZeroBelow ? 0.0f : p;
+}
+
+}  // namespace
+
+float exp2_lane(float x) {
+  // std::nearbyint / the int conversion of NaN: use the vector paths' definition (NaN in, NaN out)
+  return x != x ? x : scalar_exp2(x);
+}
+
+namespace {
+
+struct ScalarV {
+  float v[16];
+  static ScalarV load(const float* p) {
+    ScalarV r;
+    std::memcpy(r.v, p, sizeof r.v);
+    return r;
+  }
+  static void store(float* p, const ScalarV& a) { std::memcpy(p, a.v, sizeof a.v); }
+  static ScalarV set1(float x) {
+    ScalarV r;
+    for (float& e : r.v) e = x;
+    return r;
+  }
+  static ScalarV load_bf16(const uint16_t* p) {
+    ScalarV r;
+    for (int j = 0; j < 16; ++j) r.v[j] = edlm::bf16_to_float(p[j]);
+    return r;
+  }
+  static ScalarV load_f16(const uint16_t* p) {
+    ScalarV r;
+    for (int j = 0; j < 16; ++j) r.v[j] = edlm::f16_to_float(p[j]);
+    return r;
+  }
+#define EDLM_LANEWISE2(name, expr)                     \
+  static ScalarV name(const ScalarV& a, const ScalarV& b) { \
+    ScalarV r;                                         \
+    for (int j = 0; j < 16; ++j) {                     \
+      const float x = a.v[j], y = b.v[j];              \
+      r.v[j] = (expr);                                 \
+    }                                                  \
+    return r;                                          \
+  }
+  EDLM_LANEWISE2(max, scalar_max(x, y))
+  EDLM_LANEWISE2(add, x + y)
+  EDLM_LANEWISE2(sub, x - y)
+  EDLM_LANEWISE2(mul, x * y)
+#undef EDLM_LANEWISE2
+  static ScalarV fma(const ScalarV& a, const ScalarV& b, const ScalarV& c) {
+    ScalarV r;
+    for (int j = 0; j < 16; ++j) r.v[j] = std::fma(a.v[j], b.v[j], c.v[j]);
+    return r;
+  }
+  static ScalarV exp2(const ScalarV& x) {
+    ScalarV r;
+    for (int j = 0; j < 16; ++j) r.v[j] = exp2_lane(x.v[j]);
+    return r;
+  }
+  static uint32_t nan_mask(const ScalarV& a) {
+    uint32_t m = 0;
+    for (int j = 0; j < 16; ++j) m |= static_cast<uint32_t>(a.v[j] != a.v[j]) << j;
+    return m;
+  }
+  static int compress_ge(const ScalarV& a, float lb, int32_t first, int32_t* out) {
+    int n = 0;
+    for (int j = 0; j < 16; ++j) {
+      out[n] = first + j;
+      n += a.v[j] >= lb;
+    }
+    return n;
+  }
+  // the fixed trees: lanes j and j + 8, then j + 4, j + 2, j + 1
+  static float hsum(const ScalarV& a) {
+    float s[8];
+    for (int j = 0; j < 8; ++j) s[j] = a.v[j] + a.v[j + 8];
+    for (int j = 0; j < 4; ++j) s[j] = s[j] + s[j + 4];
+    for (int j = 0; j < 2; ++j) s[j] = s[j] + s[j + 2];
+    return s[0] + s[1];
+  }
+  static float hmax(const ScalarV& a) {
+    float s[8];
+    for (int j = 0; j < 8; ++j) s[j] = scalar_max(a.v[j], a.v[j + 8]);
+    for (int j = 0; j < 4; ++j) s[j] = scalar_max(s[j], s[j + 4]);
+    for (int j = 0; j < 2; ++j) s[j] = scalar_max(s[j], s[j + 2]);
+    return scalar_max(s[0], s[1]);
+  }
+};
+
+}  // namespace
+
+namespace scalar_path {
+using V = ScalarV;
+#include "cpu_tiles_body.inc"
+}  // namespace scalar_path
+
+#ifdef EDLM_X86_PATHS
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+namespace avx2_path {
+namespace {
+struct V {
+  __m256 lo, hi;  // lanes 0-7, 8-15
+  static V load(const float* p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+  static void store(float* p, const V& a) {
+    _mm256_storeu_ps(p, a.lo);
+    _mm256_storeu_ps(p + 8, a.hi);
+  }
+  static V set1(float x) { return {_mm256_set1_ps(x), _mm256_set1_ps(x)}; }
+  static __m256 bf16x8(const uint16_t* p) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+  }
+  static V load_bf16(const uint16_t* p) { return {bf16x8(p), bf16x8(p + 8)}; }
+  static V load_f16(const uint16_t* p) {
+    return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)))};
+  }
+  static V max(const V& a, const V& b) { return {_mm256_max_ps(a.lo, b.lo), _mm256_max_ps(a.hi, b.hi)}; }
+  static V add(const V& a, const V& b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
+  static V sub(const V& a, const V& b) { return {_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)}; }
+  static V mul(const V& a, const V& b) { return {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; }
+  static V fma(const V& a, const V& b, const V& c) {
+    return {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
+  }
+  // (no clamp: a lane below -126 is zeroed whatever its n; cvtps gives INT_MIN for a huge n)
+  static __m256 exp2x8(__m256 x) {
+    const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 f = _mm256_sub_ps(x, n);
+    __m256 p = _mm256_set1_ps(kP6);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kP5));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kP4));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kP3));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kP2));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kP1));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kP0));
+    const __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
+    const __m256 r = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(kZeroBelow), _CMP_LT_OQ), r);
+  }
+  static V exp2(const V& x) { return {exp2x8(x.lo), exp2x8(x.hi)}; }
+  static uint32_t nan_mask(const V& a) {
+    return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a.lo, a.lo, _CMP_UNORD_Q))) |
+           static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a.hi, a.hi, _CMP_UNORD_Q))) << 8;
+  }
+  static int compress_ge(const V& a, float lb, int32_t first, int32_t* out) {
+    const __m256 l = _mm256_set1_ps(lb);
+    uint32_t m = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a.lo, l, _CMP_GE_OQ))) |
+                 static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a.hi, l, _CMP_GE_OQ))) << 8;
+    int n = 0;
+    for (; m != 0; m &= m - 1) out[n++] = first + __builtin_ctz(m);
+    return n;
+  }
+  // the fixed trees of ScalarV: j + 8 (the halves), j + 4, j + 2, j + 1
+  static float hsum(const V& a) {
+    const __m256 s8 = _mm256_add_ps(a.lo, a.hi);
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+  }
+  static float hmax(const V& a) {
+    const __m256 s8 = _mm256_max_ps(a.lo, a.hi);
+    const __m128 s4 = _mm_max_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_max_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_max_ss(s2, _mm_movehdup_ps(s2)));
+  }
+};
+}  // namespace
+#include "cpu_tiles_body.inc"
+}  // namespace avx2_path
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")
+namespace avx512_path {
+namespace {
+struct V {
+  __m512 x;
+  static V load(const float* p) { return {_mm512_loadu_ps(p)}; }
+  static void store(float* p, const V& a) { _mm512_storeu_ps(p, a.x); }
+  static V set1(float v) { return {_mm512_set1_ps(v)}; }
+  static V load_bf16(const uint16_t* p) {
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return {_mm512_castsi512_ps(_mm512_slli_epi32(w, 16))};
+  }
+  static V load_f16(const uint16_t* p) {
+    return {_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)))};
+  }
+  static V max(const V& a, const V& b) { return {_mm512_max_ps(a.x, b.x)}; }
+  static V add(const V& a, const V& b) { return {_mm512_add_ps(a.x, b.x)}; }
+  static V sub(const V& a, const V& b) { return {_mm512_sub_ps(a.x, b.x)}; }
+  static V mul(const V& a, const V& b) { return {_mm512_mul_ps(a.x, b.x)}; }
+  static V fma(const V& a, const V& b, const V& c) { return {_mm512_fmadd_ps(a.x, b.x, c.x)}; }
+  // (no clamp: a lane below -126 is zeroed by the mask whatever its n; scalef(p, n) = p 2^n
+  // is exact where the lane is kept, as the integer exponent add of the other paths)
+  static V exp2(const V& v) {
+    const __m512 x = v.x;
+    const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(x, n);
+    __m512 p = _mm512_set1_ps(kP6);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kP5));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kP4));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kP3));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kP2));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kP1));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kP0));
+    const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kZeroBelow), _CMP_NLT_UQ);
+    return {_mm512_maskz_scalef_ps(keep, p, n)};
+  }
+  static uint32_t nan_mask(const V& a) { return _mm512_cmp_ps_mask(a.x, a.x, _CMP_UNORD_Q); }
+  static int compress_ge(const V& a, float lb, int32_t first, int32_t* out) {
+    const __mmask16 m = _mm512_cmp_ps_mask(a.x, _mm512_set1_ps(lb), _CMP_GE_OQ);
+    if (m == 0) return 0;  // (the usual case: skips the store)
+    const __m512i lanes = _mm512_add_epi32(_mm512_set1_epi32(first),
+                                           _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    _mm512_mask_compressstoreu_epi32(out, m, lanes);
+    return __builtin_popcount(m);
+  }
+  static float hsum(const V& a) {
+    const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a.x), _mm512_extractf32x8_ps(a.x, 1));
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+  }
+  static float hmax(const V& a) {
+    const __m256 s8 = _mm256_max_ps(_mm512_castps512_ps256(a.x), _mm512_extractf32x8_ps(a.x, 1));
+    const __m128 s4 = _mm_max_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_max_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_max_ss(s2, _mm_movehdup_ps(s2)));
+  }
+};
+}  // namespace
+#include "cpu_tiles_body.inc"
+}  // namespace avx512_path
+#pragma GCC pop_options
+#endif  // EDLM_X86_PATHS
+
+namespace {
+
+struct TileFns {
+  decltype(&scalar_path::tile_max) max;
+  decltype(&scalar_path::tile_has_nan) has_nan;
+  decltype(&scalar_path::tile_max_groups) max_groups;
+  decltype(&scalar_path::tile_decode_max_bf16) decode_max_bf16;
+  decltype(&scalar_path::tile_decode_max_f16) decode_max_f16;
+  decltype(&scalar_path::tile_exp2_sum) exp2_sum;
+  decltype(&scalar_path::tile_exp2_wsum) exp2_wsum;
+  decltype(&scalar_path::tile_exp2) exp2;
+  decltype(&scalar_path::tile_gather_ge) gather_ge;
+};
+
+#define EDLM_TILE_FNS(ns)                                                                                   \
+  TileFns {                                                                                                 \
+    ns::tile_max, ns::tile_has_nan, ns::tile_max_groups, ns::tile_decode_max_bf16, ns::tile_decode_max_f16, ns::tile_exp2_sum, \
+        ns::tile_exp2_wsum, ns::tile_exp2, ns::tile_gather_ge                                               \
+  }
+
+const TileFns& fns() {
+  static const TileFns f = [] {
+#ifdef EDLM_X86_PATHS
+    switch (best_simd()) {
+      case Simd::kAvx512: return EDLM_TILE_FNS(avx512_path);
+      case Simd::kAvx2: return EDLM_TILE_FNS(avx2_path);
+      default: break;
+    }
+#endif
+    return EDLM_TILE_FNS(scalar_path);
+  }();
+  return f;
+}
+#undef EDLM_TILE_FNS
+
+}  // namespace
+
+float tile_max(const float* x, int n, bool* bad) { return fns().max(x, n, bad); }
+bool tile_has_nan(const float* x, int n) { return fns().has_nan(x, n); }
+float tile_max_groups(const float* x, int n, bool* bad, float* group_max) {
+  return fns().max_groups(x, n, bad, group_max);
+}
+float tile_decode_max_bf16(const uint16_t* in, int n, float* out, bool* bad, float* group_max) {
+  return fns().decode_max_bf16(in, n, out, bad, group_max);
+}
+float tile_decode_max_f16(const uint16_t* in, int n, float* out, bool* bad, float* group_max) {
+  return fns().decode_max_f16(in, n, out, bad, group_max);
+}
+float tile_exp2_sum(const float* x, int n, const Exp2Arg& a) { return fns().exp2_sum(x, n, a); }
+float tile_exp2_wsum(const float* x, int n, const Exp2Arg& a, float* wsum) { return fns().exp2_wsum(x, n, a, wsum); }
+void tile_exp2(const float* x, int n, const Exp2Arg& a, float* out) { fns().exp2(x, n, a, out); }
+int tile_gather_ge(const float* x, int n, float lb, int32_t base, int32_t* idx) {
+  return fns().gather_ge(x, n, lb, base, idx);
+}
+
+void bf16_to_float(const uint16_t* in, int n, float* out) {
+  for (int i = 0; i < n; ++i) out[i] = edlm::bf16_to_float(in[i]);
+}
+void f16_to_float(const uint16_t* in, int n, float* out) {
+  for (int i = 0; i < n; ++i) out[i] = edlm::f16_to_float(in[i]);
+}
+
+}  // namespace cpu
+}  // namespace edlm

@@ -1,0 +1,163 @@
+// Test driver of the CPU tile loops (csrc/cpu/cpu_tiles.cpp), built and run by
+// tests/test_cpu_tiles.py: runs every function of edlm/cpu_tiles.h on fixed inputs under
+// the instruction set named on the command line (EDLM_CPU_SIMD, set before the first call)
+// and writes the inputs and results as raw little-endian arrays:
+//   cpu_tiles_driver <scalar|avx2|avx512> <out file>
+// Record: name (u32 length + bytes), dtype code (0 f32, 1 u16, 2 i32), count (u64), data.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "edlm/cpu_simd.h"
+#include "edlm/cpu_tiles.h"
+
+namespace {
+
+using edlm::cpu::kGroup;
+using edlm::cpu::kTile;
+
+FILE* out_file = nullptr;
+
+template <typename T>
+void emit(const char* name, int code, const std::vector<T>& v) {
+  const uint32_t len = static_cast<uint32_t>(std::strlen(name));
+  const uint64_t n = v.size();
+  std::fwrite(&len, 4, 1, out_file);
+  std::fwrite(name, 1, len, out_file);
+  std::fwrite(&code, 4, 1, out_file);
+  std::fwrite(&n, 8, 1, out_file);
+  std::fwrite(v.data(), sizeof(T), v.size(), out_file);
+}
+void emit_f(const char* name, const std::vector<float>& v) { emit(name, 0, v); }
+
+uint64_t lcg_state = 0x9E3779B97F4A7C15ull;
+double uniform01() {
+  lcg_state = lcg_state * 6364136223846793005ull + 1442695040888963407ull;
+  return static_cast<double>(lcg_state >> 11) * 0x1.0p-53;
+}
+float normal(float scale) {  // Box-Muller, enough for test data
+  const double u = uniform01() + 1e-300, v = uniform01();
+  return static_cast<float>(scale * std::sqrt(-2.0 * std::log(u)) * std::cos(6.283185307179586 * v));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: %s <scalar|avx2|avx512> <out>\n", argv[0]);
+    return 2;
+  }
+  setenv("EDLM_CPU_SIMD", argv[1], 1);
+  out_file = std::fopen(argv[2], "wb");
+  if (out_file == nullptr) return 2;
+  const std::string path = edlm::cpu::simd_name(edlm::cpu::best_simd());
+  emit("simd", 1, std::vector<uint16_t>(path.begin(), path.end()));
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+
+  // exp2 over a dense grid of [-130, 1] and its edges (tile_exp2 with c = 1, b = 0, fused:
+  // the argument is x itself), and the scalar lane function on the same inputs.
+  std::vector<float> x;
+  for (int i = 0; i <= 131 * 4096; ++i) x.push_back(-130.0f + static_cast<float>(i) / 4096.0f);
+  for (float e : {-inf, nan, -0.0f, 0.0f, -126.0f, std::nextafter(-126.0f, -inf), -126.5f, -125.5f, -1e-30f,
+                  -1e-7f, 0.25f, 1.0f, -127.0f, -149.0f, -1e30f, -0.5f, 0.5f, -1.5f})
+    x.push_back(e);
+  while (x.size() % kGroup) x.push_back(-inf);
+  emit_f("exp2_in", x);
+  std::vector<float> y(x.size()), lane(x.size());
+  edlm::cpu::tile_exp2(x.data(), static_cast<int>(x.size()), edlm::cpu::Exp2Arg{1.0f, 0.0f, true}, y.data());
+  for (size_t i = 0; i < x.size(); ++i) lane[i] = edlm::cpu::exp2_lane(x[i]);
+  emit_f("exp2_out", y);
+  emit_f("exp2_lane", lane);
+
+  // Tiles of logits ~ N(0, 3^2) with edge values planted in some.
+  constexpr int kTiles = 24;
+  std::vector<float> tiles(static_cast<size_t>(kTiles) * kTile);
+  for (float& v : tiles) v = normal(3.0f);
+  tiles[1 * kTile + 7] = nan;           // NaN
+  tiles[2 * kTile + 100] = inf;         // +inf
+  for (int i = 0; i < kTile; ++i) tiles[3 * kTile + i] = -inf;  // all -inf
+  tiles[4 * kTile + 5] = -0.0f;         // signed zeros as the max
+  tiles[4 * kTile + 9] = 0.0f;
+  for (int i = 0; i < kTile; ++i) tiles[4 * kTile + i] = i == 5 || i == 9 ? tiles[4 * kTile + i] : -1.0f - i;
+  for (int i = 0; i < kTile; ++i) tiles[5 * kTile + i] = 1e6f + 0.0625f * (i % 17);  // large logits
+  emit_f("tiles", tiles);
+  std::vector<float> maxima, bads, groups(static_cast<size_t>(kTiles) * (kTile / kGroup)), nans;
+  for (int t = 0; t < kTiles; ++t) {
+    bool bad = false, bad_g = false;
+    maxima.push_back(edlm::cpu::tile_max(tiles.data() + t * kTile, kTile, &bad));
+    const float mg = edlm::cpu::tile_max_groups(tiles.data() + t * kTile, kTile, &bad_g, groups.data() + t * (kTile / kGroup));
+    maxima.push_back(mg);
+    bads.push_back(bad);
+    bads.push_back(bad_g);
+    nans.push_back(edlm::cpu::tile_has_nan(tiles.data() + t * kTile, kTile));
+  }
+  emit_f("tile_max", maxima);
+  emit_f("tile_bad", bads);
+  emit_f("group_max", groups);
+  emit_f("tile_has_nan", nans);
+
+  // Sums, weighted sums and terms at several scales, fused and not.
+  std::vector<float> sums, wsums, terms(tiles.size() * 4);
+  int term_at = 0;
+  for (float c : {1.4426950f, 0.3f, 28.853900f, 1e-3f}) {
+    for (int t = 0; t < kTiles; ++t) {
+      const float mt = maxima[2 * t];
+      const float* tile = tiles.data() + t * kTile;
+      for (bool fused : {true, false}) {
+        const edlm::cpu::Exp2Arg a{c, fused ? mt * c : mt, fused};
+        float w = 0.0f;
+        sums.push_back(edlm::cpu::tile_exp2_sum(tile, kTile, a));
+        sums.push_back(edlm::cpu::tile_exp2_wsum(tile, kTile, a, &w));
+        wsums.push_back(w);
+        if (fused) {
+          edlm::cpu::tile_exp2(tile, kTile, a, terms.data() + term_at);
+          term_at += kTile;
+        }
+      }
+    }
+  }
+  emit_f("exp2_sums", sums);
+  emit_f("exp2_wsums", wsums);
+  emit_f("exp2_terms", terms);
+
+  // 16-bit decoding: every bit pattern, through the vector decoders (with their maxima).
+  std::vector<uint16_t> halves(65536);
+  for (int i = 0; i < 65536; ++i) halves[i] = static_cast<uint16_t>(i);
+  emit("halves", 1, halves);
+  for (int bf16 = 0; bf16 < 2; ++bf16) {
+    std::vector<float> dec(65536), mx, gm(65536 / kGroup);
+    for (int t = 0; t < 65536 / kTile; ++t) {
+      bool bad = false;
+      mx.push_back(bf16 ? edlm::cpu::tile_decode_max_bf16(halves.data() + t * kTile, kTile, dec.data() + t * kTile, &bad,
+                                                          gm.data() + t * (kTile / kGroup))
+                        : edlm::cpu::tile_decode_max_f16(halves.data() + t * kTile, kTile, dec.data() + t * kTile, &bad,
+                                                         gm.data() + t * (kTile / kGroup)));
+      mx.push_back(bad);
+    }
+    std::vector<float> ref(65536);
+    if (bf16) edlm::cpu::bf16_to_float(halves.data(), 65536, ref.data());
+    else edlm::cpu::f16_to_float(halves.data(), 65536, ref.data());
+    emit_f(bf16 ? "bf16_decoded" : "f16_decoded", dec);
+    emit_f(bf16 ? "bf16_scalar" : "f16_scalar", ref);
+    emit_f(bf16 ? "bf16_max" : "f16_max", mx);
+    emit_f(bf16 ? "bf16_group_max" : "f16_group_max", gm);
+  }
+
+  // Gathers of the positions >= lb (the buffer has a vector of slack, as RowScratch's).
+  std::vector<int32_t> gathered;
+  for (float lb : {2.0f, 5.0f, 0.0f, -inf, inf}) {
+    std::vector<int32_t> idx(tiles.size() + 16);
+    int count = 0;
+    for (int t = 0; t < kTiles; ++t) count += edlm::cpu::tile_gather_ge(tiles.data() + t * kTile, kTile, lb, t * kTile, idx.data() + count);
+    gathered.push_back(count);
+    gathered.insert(gathered.end(), idx.begin(), idx.begin() + count);
+  }
+  emit("gathered", 2, gathered);
+  std::fclose(out_file);
+  return 0;
+}

@@ -1,0 +1,244 @@
+"""The CPU samplers' inner loops (csrc/cpu/cpu_tiles.cpp) and the kernel paths built on them.
+
+* tests/cpu_tiles_driver.cpp runs every tile function on fixed inputs under each instruction
+  set this CPU has (EDLM_CPU_SIMD): the paths agree bit for bit, exp2 is within 1e-7 relative
+  of 2^x (and exactly 0 below 2^-126), maxima, group maxima, sums, decoders and gathers are
+  right; each check is shown to fail on a known-wrong input.
+* masked_sample under each instruction set gives bit-identical outputs (subprocesses).
+* the sampler's rarer paths against the float64 reference: tiles whose reference b = m c is
+  past 2^22 (the unfused argument), and a filtered row whose candidates overflow (the general
+  radix-select path).
+"""
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import edlm_ext
+from edlm_ext import reference
+
+ROOT = Path(__file__).resolve().parents[1]
+PATHS = ("scalar", "avx2", "avx512")
+REL_EXP2 = 1e-7  # the polynomial's 1.03 ulp (6.2e-8) with margin; 3 ulp must fail
+
+
+def _read_records(path: Path) -> dict:
+    out, data, i = {}, path.read_bytes(), 0
+    while i < len(data):
+        (n,) = struct.unpack_from("<I", data, i)
+        name = data[i + 4: i + 4 + n].decode()
+        i += 4 + n
+        code, count = struct.unpack_from("<iQ", data, i)
+        i += 12
+        dt = {0: np.float32, 1: np.uint16, 2: np.int32}[code]
+        size = np.dtype(dt).itemsize * count
+        out[name] = np.frombuffer(data[i: i + size], dtype=dt)
+        i += size
+    return out
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("needs a C++ compiler")
+    d = tmp_path_factory.mktemp("cpu_tiles")
+    exe = d / "cpu_tiles_driver"
+    subprocess.run([cxx, "-std=c++20", "-O2", f"-I{ROOT / 'csrc/include'}", str(ROOT / "tests/cpu_tiles_driver.cpp"),
+                    str(ROOT / "csrc/cpu/cpu_tiles.cpp"), str(ROOT / "csrc/cpu/cpu_simd.cpp"), "-o", str(exe)],
+                   check=True, capture_output=True)
+    results = {}
+    for p in PATHS:
+        subprocess.run([str(exe), p, str(d / f"{p}.bin")], check=True)
+        rec = _read_records(d / f"{p}.bin")
+        got = "".join(map(chr, rec["simd"]))
+        if got == p:  # a path this CPU lacks reports a narrower one: skip it
+            results[p] = rec
+    return results
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.dtype != np.float32:
+        return np.array_equal(a, b)
+    nan = np.isnan(a)
+    return bool(np.array_equal(nan, np.isnan(b)) and np.array_equal(a.view(np.uint32)[~nan], b.view(np.uint32)[~nan]))
+
+
+def test_every_path_gives_the_same_bits(driver):
+    assert "scalar" in driver and len(driver) >= 1
+    base = driver["scalar"]
+    for p, rec in driver.items():
+        for name, arr in rec.items():
+            if name != "simd":
+                assert _same_bits(arr, base[name]), f"{p} differs from scalar in {name}"
+    # the check sees a one-ulp difference
+    bad = base["exp2_sums"].copy()
+    bad.view(np.uint32)[3] += 1
+    assert not _same_bits(bad, base["exp2_sums"])
+
+
+def _exp2_errors(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    keep = (x >= -126) & np.isfinite(x)
+    exact = np.exp2(x[keep].astype(np.float64))
+    return np.abs(y[keep].astype(np.float64) / exact - 1)
+
+
+def test_exp2_accuracy_and_edges(driver):
+    rec = driver["scalar"]
+    x, y = rec["exp2_in"], rec["exp2_out"]
+    assert _same_bits(y, rec["exp2_lane"])  # the vector loop and the lane function
+    assert float(_exp2_errors(x, y).max()) <= REL_EXP2
+    # three ulps off must fail the same check
+    assert float(_exp2_errors(x, (y.astype(np.float64) * (1 + 3 * 2.0**-24)).astype(np.float32)).max()) > REL_EXP2
+    below = x < -126
+    assert bool((y[below & ~np.isnan(x)] == 0).all())
+    assert bool((y[~below & np.isfinite(x)] >= 2.0**-126).all())  # every other term is a normal float
+    assert bool(np.isnan(y[np.isnan(x)]).all())
+    assert y[x == 0].tolist() == [1.0] * int((x == 0).sum())  # 2^0 = 1 exactly (-0 too)
+
+
+def test_tile_max_groups_and_flags(driver):
+    rec = driver["scalar"]
+    tiles = rec["tiles"].reshape(-1, 256)
+    maxima = rec["tile_max"].reshape(-1, 2)
+    bads = rec["tile_bad"].reshape(-1, 2)
+    ref = np.array([np.nanmax(np.where(np.isnan(t), -np.inf, t)) for t in tiles], dtype=np.float32)
+    assert np.array_equal(maxima[:, 0], ref) and np.array_equal(maxima[:, 1], ref)
+    has_nan, has_inf = np.isnan(tiles).any(1), np.isposinf(tiles).any(1)
+    assert np.array_equal(bads[:, 0] != 0, has_inf)            # tile_max: +inf only
+    assert np.array_equal(bads[:, 1] != 0, has_inf | has_nan)  # tile_max_groups: NaN too
+    assert np.array_equal(rec["tile_has_nan"] != 0, has_nan)
+    assert has_nan.any() and has_inf.any()  # the planted rows are there
+    g = np.where(np.isnan(tiles), -np.inf, tiles).reshape(len(tiles), 4, 64).max(-1).reshape(-1)
+    assert np.array_equal(rec["group_max"], g.astype(np.float32))
+
+
+def test_sums_and_terms_against_float64(driver):
+    rec = driver["scalar"]
+    tiles = rec["tiles"].reshape(-1, 256).astype(np.float64)
+    maxima = rec["tile_max"].reshape(-1, 2)[:, 0]
+    sums = rec["exp2_sums"].reshape(4, len(tiles), 2, 2)   # (c, tile, fused, [sum, wsum's sum])
+    wsums = rec["exp2_wsums"].reshape(4, len(tiles), 2)
+    terms = rec["exp2_terms"].reshape(4, len(tiles), 256)
+    checked = 0
+    for ci, c in enumerate(np.float32([1.4426950, 0.3, 28.853900, 1e-3])):
+        for t in range(len(tiles)):
+            mt = np.float32(maxima[t])
+            if not np.isfinite(mt) or np.isnan(tiles[t]).any():
+                continue
+            for fi, fused in enumerate((True, False)):
+                b = np.float32(mt * c) if fused else mt
+                arg = tiles[t] * np.float64(c) - np.float64(b) if fused else \
+                    (tiles[t] - np.float64(b)).astype(np.float32).astype(np.float64) * np.float64(c)
+                e = np.where(arg >= -126, np.exp2(arg), 0.0)
+                ref, wref = e.sum(), (e * np.maximum(arg, -128)).sum()
+                assert sums[ci, t, fi, 0] == sums[ci, t, fi, 1]
+                assert abs(sums[ci, t, fi, 0] / ref - 1) <= 1e-5, (c, t, fused)
+                assert abs(wsums[ci, t, fi] - wref) <= 1e-5 * (e * np.abs(arg)).sum() + 1e-30
+                if fused:
+                    got = terms[ci, t].astype(np.float64)
+                    tol = REL_EXP2 + np.abs(arg) * 2.0**-24 * 0.7  # the argument's own rounding
+                    live = e > 2.0**-120
+                    assert bool((np.abs(got[live] / e[live] - 1) <= tol[live]).all()), (c, t)
+                checked += 1
+    assert checked > 100
+
+
+def test_decoders_and_gathers(driver):
+    rec = driver["scalar"]
+    halves = rec["halves"]
+    bf = (halves.astype(np.uint32) << 16).view(np.float32)
+    f16 = halves.view(np.float16).astype(np.float32)
+    for name, ref in (("bf16", bf), ("f16", f16)):
+        assert _same_bits(rec[f"{name}_decoded"], ref) and _same_bits(rec[f"{name}_scalar"], ref)
+        mx = rec[f"{name}_max"].reshape(-1, 2)
+        tiles = np.where(np.isnan(ref), -np.inf, ref).reshape(-1, 256)
+        assert np.array_equal(mx[:, 0], tiles.max(1))
+        assert np.array_equal(mx[:, 1] != 0, (np.isnan(ref) | np.isposinf(ref)).reshape(-1, 256).any(1))
+        assert np.array_equal(rec[f"{name}_group_max"], tiles.reshape(-1, 64).max(1))
+    tiles = rec["tiles"]
+    g, i = rec["gathered"], 0
+    for lb in (2.0, 5.0, 0.0, -np.inf, np.inf):
+        n = int(g[i])
+        assert np.array_equal(g[i + 1: i + 1 + n], np.nonzero(tiles >= np.float32(lb))[0]), lb
+        i += 1 + n
+    assert i == len(g)
+
+
+# --- masked_sample itself under each instruction set ------------------------------------
+
+_SNIPPET = r"""
+import sys, torch, edlm_ext
+torch.manual_seed(0)
+out = {"simd": edlm_ext._C.cpu_simd()}
+g = torch.Generator().manual_seed(3)
+for dt in (torch.float32, torch.bfloat16, torch.float16):
+    lg = (torch.randn(2, 40, 1500, generator=g) * 3).to(dt)
+    x = torch.full((2, 40), 7)
+    for kw in ({}, {"temperature": 0.0}, {"temperature": 0.6}, {"top_k": 20, "top_p": 0.8}, {"top_p": 0.7},
+               {"min_p": 0.05}):
+        r = edlm_ext.masked_sample(lg, x, 7, seed=5, return_entropy=True, **kw)
+        out[f"{dt}{sorted(kw.items())}"] = [t.tolist() for t in r]
+    out[f"{dt}props"] = [t.tolist() for t in edlm_ext.sample_proposals(lg, x, 7, 6, seed=2)]
+torch.save(out, sys.argv[1])
+"""
+
+
+def test_masked_sample_is_the_same_on_every_path(tmp_path):
+    outs = {}
+    for p in PATHS:
+        f = tmp_path / f"{p}.pt"
+        env = dict(os.environ, EDLM_CPU_SIMD=p, PYTHONPATH=str(ROOT))
+        subprocess.run([sys.executable, "-c", _SNIPPET, str(f)], check=True, env=env, cwd=ROOT)
+        res = torch.load(f)
+        if res.pop("simd") == p:
+            outs[p] = res
+    assert "scalar" in outs
+    for p, res in outs.items():
+        assert res == outs["scalar"], f"masked_sample on {p} differs from the scalar path"
+
+
+# --- the sampler's rarer paths against the float64 reference ----------------------------
+
+def _against_reference(logits, x_t, mask_id, temperature, seed, **filters):
+    x0, logp = edlm_ext.masked_sample(logits, x_t, mask_id, temperature=temperature, seed=seed, **filters)
+    B, L, _ = logits.shape
+    u = reference.row_uniforms((seed, 0), B * L)
+    rx, rlp = reference.masked_sample(logits, x_t, mask_id, temperature, uniforms=u, **filters)
+    same = x0 == rx
+    assert int((~same).sum()) <= 1
+    return x0, logp, rx, rlp, same
+
+
+def test_tiles_past_the_fused_reference_limit():
+    # logits near 1e6 at T = 0.05: b = m c ~ 2.9e7 > 2^22, so every tile takes the unfused
+    # argument (l - m_t) c; the distribution still spreads over many tokens.
+    g = torch.Generator().manual_seed(4)
+    V = 3000
+    logits = (1e6 + torch.randint(0, 40, (2, 64, V), generator=g).float() * 0.0625)
+    x_t = torch.full((2, 64), V - 1)
+    x0, logp, rx, rlp, same = _against_reference(logits, x_t, V - 1, 0.05, seed=8)
+    assert len(set(x0.flatten().tolist())) > 20  # not a degenerate point mass
+    assert float((logp.double() - rlp)[same].abs().max()) < 1e-4
+    # the same row shifted to small logits takes the fused path and draws the same tokens
+    x1, _ = edlm_ext.masked_sample(logits - 1e6, x_t, V - 1, temperature=0.05, seed=8)
+    assert int((x1 != x0).sum()) <= 1
+
+
+def test_filter_candidates_overflow_to_the_general_path():
+    # 20000 tied logits: every group max is the tie, so the candidate bound admits them all
+    # (more than the candidate path takes) and top_k = 10 keeps every tie, as the reference.
+    V = 20001
+    logits = torch.full((1, 300, V), 1.5)
+    logits[..., :50] = -2.0
+    x_t = torch.full((1, 300), V - 1)
+    x0, logp, rx, rlp, same = _against_reference(logits, x_t, V - 1, 1.0, seed=3, top_k=10, top_p=0.95)
+    assert int(x0.min()) >= 50  # only tied tokens
+    assert len(set(x0.flatten().tolist())) > 250  # ... many of them
+    assert torch.allclose(logp.double()[same], rlp[same], atol=1e-5)
