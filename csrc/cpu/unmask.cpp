@@ -1,5 +1,5 @@
 // CPU implementations of edlm_ext::unmask and edlm_ext::unmask_confident
-// (rules: csrc/include/edlm/unmask.h). unmask runs over chunks of the
+// (rules: csrc/include/edlm/unmask.h, unmask_confident.h). unmask runs over chunks of the
 // flattened [B, L] positions, unmask_confident over rows, with at::parallel_for;
 // unmask draws its uniforms in batches (edlm/cpu_philox.h).
 #include <ATen/ATen.h>
@@ -15,6 +15,7 @@
 #include "edlm/cpu_philox.h"
 #include "edlm/philox.h"
 #include "edlm/unmask.h"
+#include "edlm/unmask_confident.h"
 
 namespace edlm_ext {
 namespace {

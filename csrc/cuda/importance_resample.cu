@@ -1,11 +1,11 @@
 // CUDA launcher of edlm_ext::importance_resample: checks and outputs here, the launch
-// itself in the torch-free edlm/resample_launch.cuh (also run by the CPU simulation).
+// itself in the torch-free edlm/importance_resample_launch.cuh (also run by the CPU simulation).
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include "../checks.h"
-#include "edlm/resample_launch.cuh"
+#include "edlm/importance_resample_launch.cuh"
 #include "launcher.cuh"
 
 namespace edlm_ext {

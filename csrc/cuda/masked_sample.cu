@@ -23,13 +23,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_cuda(const at::Tensor& log
   auto tokens = at::empty({B, k, L}, x_t.options());                                        // [B, k, L] int64
   auto logp = at::empty({B, k, L}, logits.options().dtype(at::kFloat));                     // [B, k, L] float32
   auto entropy = at::empty({want_entropy ? B : 0, L}, logits.options().dtype(at::kFloat));  // [B, L] or [0, L]
-  auto thresh = at::empty({filter.active() ? B * L : 0}, logits.options().dtype(at::kFloat));  // [B*L] scratch
   auto rng_c = contiguous_rng("sample", rng, logits.device());                              // [2] {seed, offset}
   const edlm::cuda::SampleProblem problem{
       to_dtype(logits.scalar_type()), logits.data_ptr(), logits.stride(0), logits.stride(1),
       x_t.data_ptr<int64_t>(), x_t.stride(0), x_t.stride(1), B, L, V, mask_id, k, temperature, filter,
       rng_c.data_ptr<int64_t>(), tokens.data_ptr<int64_t>(), logp.data_ptr<float>(),
-      want_entropy ? entropy.data_ptr<float>() : nullptr, filter.active() ? thresh.data_ptr<float>() : nullptr};
+      want_entropy ? entropy.data_ptr<float>() : nullptr};
   CudaLauncher launch;
   edlm::cuda::launch_sample(problem, launch);
   return {tokens, logp, entropy};

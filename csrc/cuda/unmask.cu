@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "../checks.h"
+#include "edlm/unmask_confident_launch.cuh"
 #include "edlm/unmask_launch.cuh"
 #include "launcher.cuh"
 

@@ -3,7 +3,8 @@
 #include "shim/cuda_sim.h"
 // (the shim first: the kernels below compile against it)
 #include "case_io.h"
-#include "edlm/resample_launch.cuh"
+#include "edlm/importance_resample_launch.cuh"
+#include "edlm/unmask_confident_launch.cuh"
 #include "edlm/unmask_launch.cuh"
 #include "launcher.h"
 

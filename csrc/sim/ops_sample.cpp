@@ -18,12 +18,11 @@ Result run_sample(const Case& c) {
   int64_t* tokens = r.output<int64_t>("tokens", B * k * L);
   float* logp = r.output<float>("logp", B * k * L);
   float* entropy = want_entropy ? r.output<float>("entropy", B * L) : nullptr;
-  Buffer thresh = Buffer::allocate(static_cast<size_t>(filter.active() ? B * L : 0) * sizeof(float), 0xab);
   const edlm::cuda::SampleProblem p{dtype,          c.at_bytes("logits", esize), c.i("sb"),     c.i("sl"),
                                     c.at<const int64_t>("xt"), c.i("xsb"),   c.i("xsl"),   B,
                                     L,              V,           c.i("mask_id"), k,
                                     c.f("temperature"), filter,  c.at<const int64_t>("rng"), tokens,
-                                    logp,           entropy,     reinterpret_cast<float*>(thresh.data.get())};
+                                    logp,           entropy};
   SimLauncher launch;
   try {
     edlm::cuda::launch_sample(p, launch);

@@ -124,15 +124,26 @@ class KernelSpec:
 
 
 def _sample_smem(V: int, vec: int) -> int:
-    """tile_smem_bytes of csrc/cuda/masked_sample.cu: one float4 per tile of 128 items."""
+    """sample_tile_smem_bytes of edlm/masked_sample_launch.cuh: one float4 per tile of 128 items."""
     return math.ceil((V // vec + 2) / 128) * 16
 
 
+def _filtered_smem(V: int, vec: int) -> int:
+    """filtered_smem_bytes of edlm/masked_sample_launch.cuh: the candidates (8 B each, up to 2048)
+    or the tile statistics, whichever is larger."""
+    cap = 1
+    while cap < V and cap < 2048:
+        cap *= 2
+    return max(8 * cap, _sample_smem(V, vec))
+
+
+SAMPLE_DTYPES = (("float", "fp32", 4), ("Bf16", "bf16", 2), ("F16", "f16", 2))
 KERNELS = [
     *(KernelSpec("sample_kernel", f"{t}, 256, {g}", d, b, 256, "greedy" if g == "true" else "sample", _sample_smem)
-      for g in ("false", "true") for t, d, b in (("float", "fp32", 4), ("Bf16", "bf16", 2), ("F16", "f16", 2))),
-    *(KernelSpec("filter_threshold_kernel", f"{t}, 256", d, b, 256)
-      for t, d, b in (("float", "fp32", 4), ("Bf16", "bf16", 2), ("F16", "f16", 2))),
+      for g in ("false", "true") for t, d, b in SAMPLE_DTYPES),
+    *(KernelSpec("filtered_sample_kernel", f"{t}, 256, {g}", d, b, 256, "greedy" if g == "true" else "sample",
+                 _filtered_smem)
+      for g in ("false", "true") for t, d, b in SAMPLE_DTYPES),
     *(KernelSpec("importance_resample_kernel", f"{t}, 128", d, b, 128) for t, d, b in (("float", "fp32", 4),
                                                                                        ("double", "fp64", 8))),
     *(KernelSpec("unmask_kernel", t, d, b, 256) for t, d, b in (("float", "fp32", 4), ("double", "fp64", 8))),
@@ -140,7 +151,8 @@ KERNELS = [
       for t, d, b in (("float", "fp32", 4), ("double", "fp64", 8), ("__nv_bfloat16", "bf16", 2),
                       ("__half", "f16", 2))),
 ]
-HEADERS = ["edlm/masked_sample_cuda.cuh", "edlm/filter_cuda.cuh", "edlm/resample_cuda.cuh", "edlm/unmask_cuda.cuh"]
+HEADERS = ["edlm/masked_sample_cuda.cuh", "edlm/filter_cuda.cuh", "edlm/importance_resample_cuda.cuh",
+           "edlm/unmask_cuda.cuh", "edlm/unmask_confident_cuda.cuh"]
 
 # ----------------------------------------------------------------------------
 # GPUs of the estimate. Facts are datasheet values unless marked.
@@ -651,6 +663,7 @@ class LoopReport:
     latch_addr: int
     modes: list  # [(label, LoopReport of the path forced to the other side)]
     path: list = dataclasses.field(default_factory=list, repr=False)  # block indices
+    local_mem: int = 0  # STL / LDL (spill or stack) instructions anywhere in the loop body
 
 
 class PathError(RuntimeError):
@@ -859,11 +872,18 @@ def _loop_report(blocks, fn, lp: Loop, path, elem_bytes, loops) -> LoopReport:
     atoms = sum(1 for x in seq if x.base == "ATOMS")
     inner = sum(1 for o in loops if o.header != lp.header and o.body < lp.body)
     synced = any(x.base == "BAR" for b in lp.body for x in fn.instrs[blocks[b].start:blocks[b].end])
+    local_mem = sum(1 for b in lp.body for x in fn.instrs[blocks[b].start:blocks[b].end] if x.base in ("STL", "LDL"))
     per = (lambda n: n / elements) if elements else (lambda n: float("nan"))
     return LoopReport(header_addr=fn.instrs[blocks[lp.header].start].addr, path_instrs=len(seq), loads128=n128,
                       elements=elements, ipe=per(len(seq)), in_flight=loads_in_flight(seq), mufu_pe=per(mufu),
                       atoms_pe=per(atoms), inner_loops=inner, synced=synced,
-                      latch_addr=max(fn.instrs[blocks[b].end - 1].addr for b in lp.latches), modes=[], path=path)
+                      latch_addr=max(fn.instrs[blocks[b].end - 1].addr for b in lp.latches), modes=[], path=path,
+                      local_mem=local_mem)
+
+
+def shared_atomics_64(fn: Function) -> int:
+    """64-bit shared-memory atomics (ATOMS.*.64, compare-and-swap spin loops among them)."""
+    return sum(1 for x in fn.instrs if x.base == "ATOMS" and ".64" in x.op)
 
 
 def spill_bytes(fn: Function) -> tuple[int, int]:
@@ -915,6 +935,7 @@ class KernelResult:
     spills: tuple
     ptxas: dict
     loops: list
+    atoms64: int = 0  # 64-bit shared atomics in the function
 
 
 def analyze(cubins: dict[int, list[Path]], ptxas: dict, specs: list[KernelSpec], nvdisasm: str, cuobjdump: str,
@@ -937,7 +958,8 @@ def analyze(cubins: dict[int, list[Path]], ptxas: dict, specs: list[KernelSpec],
                 names = kernel_param_names(spec.name)
                 loops = analyze_loops(sass[mangled], spec.elem_bytes, elf[mangled], names)
                 results.append(KernelResult(spec, arch, mangled, elf[mangled], spill_bytes(sass[mangled]),
-                                            ptxas.get(arch, {}).get(mangled, {}), loops))
+                                            ptxas.get(arch, {}).get(mangled, {}), loops,
+                                            shared_atomics_64(sass[mangled])))
     order = {s: i for i, s in enumerate(specs)}
     results.sort(key=lambda r: (-r.arch, order[r.spec]))
     return results, unlisted
@@ -959,12 +981,12 @@ def dyn_smem(spec: KernelSpec, V: int) -> int:
 
 
 def format_summary(results: list[KernelResult], V: int, latency: float) -> list[str]:
-    """The headline figures: sample_kernel's pass 1 and filter_threshold_kernel's passes on sm_90."""
-    rs = [r for r in results if r.arch == 90 and r.spec.name in ("sample_kernel", "filter_threshold_kernel")]
+    """The headline figures: sample_kernel's tile statistics and filtered_sample_kernel's passes on sm_90."""
+    rs = [r for r in results if r.arch == 90 and r.spec.name in ("sample_kernel", "filtered_sample_kernel")]
     if not rs:
         return []
     out = [f"## Summary (sm_90; estimate at {latency:.0f} ns DRAM latency)", "",
-           "| kernel | variant | dtype | regs | spill st/ld B | stream loops | instr/elem (first loop) |"
+           "| kernel | variant | dtype | regs | spill st/ld B (in stream loops) | stream loops | instr/elem (first loop) |"
            " with the other side of its mode switches | LDG.128 in flight | est. % of HBM, "
            + ", ".join(g.name for g in GPUS) + " |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -980,11 +1002,69 @@ def format_summary(results: list[KernelResult], V: int, latency: float) -> list[
             fr.append(f"{100 * estimate(g, nb, r.spec.threads, lp, r.spec.elem_bytes, latency)['frac']:.0f}%")
         ipes = " / ".join(f"{x.ipe:.1f}" for x in stream)
         modes = "; ".join(f"{lab}: {m.ipe:.1f}" for lab, m in lp.modes) or "-"
+        in_loops = sum(x.local_mem for x in stream)
         out.append(f"| {r.spec.name} | {r.spec.variant or '-'} | {r.spec.dtype} | {r.elf.regs} | "
-                   f"{r.spills[0]}/{r.spills[1]} | {len(stream)} | {ipes} | {modes} | {lp.in_flight} | "
-                   f"{', '.join(fr)} |")
+                   f"{r.spills[0]}/{r.spills[1]} ({in_loops} instr) | {len(stream)} | {ipes} | {modes} | "
+                   f"{lp.in_flight} | {', '.join(fr)} |")
     return out + ["", "(instr/elem lists every stream loop of the kernel in code order; the other columns are "
-                      "the first one's: sample_kernel's pass 1, filter_threshold_kernel's max pass.)", ""]
+                      "the first one's: sample_kernel's tile statistics, filtered_sample_kernel's pass 1. "
+                      "filtered_sample_kernel's loops: pass 1 (maxima), pass 2 (gather), then the general path's "
+                      "finite count, top-k digits, top-p total, top-p digits and tile statistics.)", ""]
+
+
+# Per-row cost model (sm_90), for the issue's targets: entropy, proposals, filters.
+ROW_SHAPES_V = (30522, 50258, 126464)  # the issue's vocabularies (BERT, GPT-2, LLaDA)
+TILE_BYTES = 128 * 16                  # one warp tile: 32 lanes x 4 vectors of 16 bytes (kTileItems)
+DRAWS_PER_CHUNK = 8                    # kWarps: draws located and drawn together
+
+
+def _first_stream(r: KernelResult) -> list[LoopReport]:
+    return [lp for lp in r.loops if not lp.synced]
+
+
+def format_row_model(results: list[KernelResult], V: int, latency: float) -> list[str]:
+    """Time per row relative to one plain draw, from the stream loops' reachable bandwidth."""
+    rs = {(r.spec.name, r.spec.variant, r.spec.dtype): r for r in results if r.arch == 90}
+    out = ["## sm_90: per-row cost of entropy, proposals and filters (model)", "",
+           "Each stream loop moves the row's bytes at its reachable bandwidth (the estimate above, at the high "
+           "latency): a row costs bytes / reach per pass, and the ratios below are against one plain draw "
+           "(sample_kernel, sample variant, its tile-statistics loop).",
+           "- entropy: the same loop with the entropy side of its mode switch taken.",
+           f"- k proposals: the draws re-read one warp tile ({TILE_BYTES} B) each, {DRAWS_PER_CHUNK} at a time "
+           "(one chunk: one locate / draw round for k <= 8), so a row moves V x elem + k x tile bytes; counted "
+           "from HBM (the tile was read by pass 1, but the row is usually out of L1 by then).",
+           "- top_k=50 + top_p=0.9: filtered_sample_kernel's candidate path, passes 1 (maxima) and 2 (gather) "
+           "over the row, then the sort and cuts of ~50-800 candidates in shared memory, which stream nothing "
+           "and are not counted; sample_kernel does not run.", "",
+           "| dtype | GPU | plain reach TB/s | entropy / plain | filtered (passes 1 + 2) / plain | "
+           + " | ".join(f"k=8 / k=1, V={v}" for v in ROW_SHAPES_V) + " |",
+           "| --- | --- | --- | --- | --- | " + "--- | " * len(ROW_SHAPES_V)]
+    for dtype in ("fp32", "bf16", "f16"):
+        plain = rs.get(("sample_kernel", "sample", dtype))
+        filt = rs.get(("filtered_sample_kernel", "sample", dtype))
+        if plain is None or not _first_stream(plain):
+            continue
+        lp = _first_stream(plain)[0]
+        for g in GPUS:
+            smem = static_smem(plain) + dyn_smem(plain.spec, V)
+            nb, _ = resident_blocks(g, plain.elf.regs, plain.spec.threads, smem)
+            eb = plain.spec.elem_bytes
+            r0 = estimate(g, nb, plain.spec.threads, lp, eb, latency)["reach"]
+            ent = next((m for lab, m in lp.modes if lab == "entropy set"), None)
+            rh = estimate(g, nb, plain.spec.threads, ent, eb, latency)["reach"] if ent else float("nan")
+            fcell = "-"
+            if filt is not None and len(_first_stream(filt)) >= 2:
+                fs = _first_stream(filt)
+                fsmem = static_smem(filt) + dyn_smem(filt.spec, V)
+                fnb, _ = resident_blocks(g, filt.elf.regs, filt.spec.threads, fsmem)
+                t = sum(1 / estimate(g, fnb, filt.spec.threads, x, eb, latency)["reach"] for x in fs[:2])
+                fcell = f"{t * r0:.2f}x"
+            props = [f"{(v * eb + 8 * TILE_BYTES) / (v * eb + TILE_BYTES):.2f}x" for v in ROW_SHAPES_V]
+            out.append(f"| {dtype} | {g.name} | {r0:.2f} | {r0 / rh:.2f}x | {fcell} | " + " | ".join(props) + " |")
+    return out + ["", "(targets of issue 14: entropy <= 1.15x, k <= 8 proposals <= 1.3x one draw, top_k=50 + "
+                      "top_p=0.9 <= 2x plain sampling. The filtered figure assumes the candidates fit in shared "
+                      "memory, as for top_k <= 256 on rows like the tests'; otherwise the general path adds its "
+                      "radix passes and a tile pass.)", ""]
 
 
 def format_report(results: list[KernelResult], unlisted: list[str], header: list[str], V: int,
@@ -994,21 +1074,21 @@ def format_report(results: list[KernelResult], unlisted: list[str], header: list
         rs = [r for r in results if r.arch == arch]
         out += [f"## sm_{arch}: resources", "",
                 "| kernel | variant | dtype | regs | cap | stack B | spill st/ld B (SASS) | ptxas spill st/ld |"
-                " static smem B | threads | bounds |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                " static smem B | threads | bounds | 64-bit shared atomics |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in rs:
             p = r.ptxas
             pt = f"{p['spill_stores']}/{p['spill_loads']}" if "spill_stores" in p else "-"
             out.append(f"| {r.spec.name} | {r.spec.variant or '-'} | {r.spec.dtype} | {r.elf.regs} | "
                        f"{r.elf.maxreg or '-'} | {r.elf.stack} | {r.spills[0]}/{r.spills[1]} | {pt} | "
-                       f"{static_smem(r)} | {r.spec.threads} | {r.elf.max_threads or '-'} |")
+                       f"{static_smem(r)} | {r.spec.threads} | {r.elf.max_threads or '-'} | {r.atoms64} |")
         out += ["", "(cap: the register cap from __launch_bounds__, 255 = none; bounds: its thread count; "
                 "static smem excludes the 1 KB the driver reserves per block.)",
                 "", f"## sm_{arch}: streaming loops (16-byte global loads)", "",
                 "| kernel | variant | dtype | loop (header-latch) | kind | instrs/iter | LDG.128/iter | elems/iter |"
-                " instr/elem | LDG.128 in flight | MUFU/elem | ATOMS/elem | inner loops |"
+                " instr/elem | LDG.128 in flight | MUFU/elem | ATOMS/elem | STL/LDL in loop | inner loops |"
                 " mode switches (instr/elem, in flight on the other side) |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in rs:
             for k, lp in enumerate(r.loops):
                 modes = "; ".join(f"{lab}: {m.ipe:.1f}, {m.in_flight}" + (f", {m.atoms_pe:.2f} ATOMS/elem"
@@ -1017,13 +1097,14 @@ def format_report(results: list[KernelResult], unlisted: list[str], header: list
                 out.append(f"| {r.spec.name} | {r.spec.variant or '-'} | {r.spec.dtype} | #{k + 1} "
                            f"{lp.header_addr:#x}-{lp.latch_addr:#x} | {'synced' if lp.synced else 'stream'} | "
                            f"{lp.path_instrs} | {lp.loads128} | {lp.elements} | {lp.ipe:.1f} | {lp.in_flight} | "
-                           f"{lp.mufu_pe:.2f} | {lp.atoms_pe:.2f} | {lp.inner_loops} | {modes} |")
+                           f"{lp.mufu_pe:.2f} | {lp.atoms_pe:.2f} | {lp.local_mem} | {lp.inner_loops} | {modes} |")
         if not any(r.loops for r in rs):
-            out.append("| (no kernel issues 16-byte global loads) |" + " |" * 13)
+            out.append("| (no kernel issues 16-byte global loads) |" + " |" * 14)
         out += ["", "(kind: 'stream' = no block barrier in the loop, 'synced' = one inside, e.g. sample_kernel's "
-                "per-draw pass 3; mode switches: each loop-invariant branch on a kernel parameter forced to its "
-                "other side, and the path through every data-dependent shared atomic, as instr/elem, LDG.128 in "
-                "flight.)", ""]
+                "per-draw chunk loop; STL/LDL in loop: local-memory instructions (spills) in the loop's body, so 0 "
+                "means the kernel's spills, if any, are off its streaming loops; mode switches: each loop-invariant "
+                "branch on a kernel parameter forced to its other side, and the path through every data-dependent "
+                "shared atomic, as instr/elem, LDG.128 in flight.)", ""]
         if arch != 90:
             continue
         out += ["## sm_90: reachable DRAM bandwidth of each streaming loop (estimate)", "",
@@ -1037,12 +1118,13 @@ def format_report(results: list[KernelResult], unlisted: list[str], header: list
                 "measured here; measure it with a pointer chase when a GPU is lent, and pass --latency-ns).",
                 f"- Issue: {WARP_ISSUE_PER_SM_CLK} warp instructions per SM per clock; MUFU: {MUFU_PER_SM_CLK} "
                 "per SM per clock; every instruction on the hot path issues once per element group (no dual issue).",
-                f"- Dynamic shared memory of sample_kernel at V = {V} (tile_smem_bytes of the launcher); "
-                "the other kernels use none.",
+                f"- Dynamic shared memory at V = {V}: sample_kernel's tile statistics, filtered_sample_kernel's "
+                "candidates or tiles (the launcher's sample_tile_smem_bytes / filtered_smem_bytes); the other "
+                "kernels use none.",
                 "- Only 'stream' loops (no block barrier inside) are estimated: a 'synced' loop, such as "
                 "sample_kernel's per-draw chunk loop (pass 3: one 2 KB tile per draw), does not stream the row. Each "
-                "stream loop reads the row once per time it runs: filter_threshold_kernel's radix-select loops run "
-                "once per 8-bit digit (up to 4 times each), partly from L2.",
+                "stream loop reads the row once per time it runs: the general filter path's radix-select loops run "
+                "once per 8-bit digit (4 times each); the candidate path runs passes 1 and 2 only.",
                 "- Reach = min(Little's law, issue, MUFU, HBM). Little is given at each latency; reach and % use "
                 "the high latency.", "",
                 "| kernel | variant | dtype | loop | GPU | blocks/SM (limit) | KB in flight/SM | "
@@ -1067,6 +1149,7 @@ def format_report(results: list[KernelResult], unlisted: list[str], header: list
                                    + f" | {e['issue']:.2f} | {e['mufu']:.2f} | {e['reach']:.2f} | "
                                    f"{100 * e['frac']:.0f}% |")
         out.append("")
+        out += format_row_model(results, V, latencies[-1])
     if unlisted:
         out += ["## Kernels in the binary that the KERNELS table does not list", ""] + [f"- {u}" for u in unlisted]
     return "\n".join(out) + "\n"

@@ -1,5 +1,5 @@
 // Log-weight normalization and one multinomial draw per row (importance
-// resampling), the CPU form; csrc/include/edlm/resample_cuda.cuh is the CUDA form
+// resampling), the CPU form; csrc/include/edlm/importance_resample_cuda.cuh is the CUDA form
 // of the same rule. Torch-free.
 //
 // For log-weights lw[0..k): m = max lw, w_j = exp(lw_j - m) (float64),

@@ -1,13 +1,13 @@
 // CUDA kernel of edlm_ext.importance_resample: one block per row. Warp 0
 // normalizes the row's k log-weights and draws the index (the rule of
-// edlm/resample.h, float64 warp reductions and scans); then the block gathers the
+// edlm/importance_resample.h, float64 warp reductions and scans); then the block gathers the
 // chosen proposal. One launch, no host synchronization. Torch-free.
 #pragma once
 #include <cstdint>
 
 #include "edlm/common.h"
 #include "edlm/philox.h"
-#include "edlm/warp.cuh"
+#include "edlm/block_primitives.cuh"
 
 namespace edlm {
 namespace cuda {

@@ -1,10 +1,10 @@
-// Launch logic of importance_resample (kernel: resample_cuda.cuh), torch-free, shared
+// Launch logic of importance_resample (kernel: importance_resample_cuda.cuh), torch-free, shared
 // by csrc/cuda/importance_resample.cu and the CPU simulation (edlm/launch.h says how).
 #pragma once
 #include <string>
 
 #include "edlm/launch.h"
-#include "edlm/resample_cuda.cuh"
+#include "edlm/importance_resample_cuda.cuh"
 
 namespace edlm {
 namespace cuda {

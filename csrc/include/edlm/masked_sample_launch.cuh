@@ -27,7 +27,6 @@ struct SampleProblem {
   int64_t* tokens;            // [B, k, L] contiguous
   float* logp;                // [B, k, L] contiguous
   float* entropy;             // [B*L], or nullptr: not wanted
-  float* thresh;              // scratch [B*L] when filter.active(), else unused
 };
 
 constexpr int kSampleThreads = 256;
@@ -50,8 +49,17 @@ size_t sample_tile_smem_bytes(int64_t V) {
   return static_cast<size_t>(num_tiles(V / VecTraits<T>::kVec + 2)) * sizeof(float4);
 }
 
-// The filter pre-pass (when a filter is active), then the sampling kernel; one block per
-// row, no host synchronization.
+// Dynamic shared memory of filtered_sample_kernel: the candidates, or (the general path)
+// the tile statistics, whichever is larger.
+template <typename T>
+size_t filtered_smem_bytes(int64_t V) {
+  const size_t cand = static_cast<size_t>(candidate_capacity(V)) * sizeof(uint64_t);
+  const size_t tiles = sample_tile_smem_bytes<T>(V);
+  return cand > tiles ? cand : tiles;
+}
+
+// One launch: filtered_sample_kernel when a filter is active, else sample_kernel; one block
+// per row, no host synchronization.
 template <typename Launcher>
 void launch_sample(const SampleProblem& p, Launcher& launch) {
   if (p.dtype != DType::kFloat32 && p.dtype != DType::kBFloat16 && p.dtype != DType::kFloat16)
@@ -61,22 +69,29 @@ void launch_sample(const SampleProblem& p, Launcher& launch) {
   if (rows > kMaxGridBlocks) launch.fail("sample: B*L = " + std::to_string(rows) + " is too large for one launch");
   const Tempered tp = tempered(p.temperature);
   const dim3 grid(static_cast<unsigned>(rows));
-  dispatch_logits(p.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    const auto* logits = static_cast<const T*>(p.logits);
-    auto kernel = tp.greedy ? sample_kernel<T, kSampleThreads, true> : sample_kernel<T, kSampleThreads, false>;
-    const size_t smem = sample_tile_smem_bytes<T>(p.V);
-    const size_t static_smem = launch.static_smem(kernel, sizeof(BlockShared<kSampleThreads>));
+  auto check_smem = [&](size_t static_smem, size_t smem) {
     if (static_smem + smem > kSharedMemoryLimit)
       launch.fail("sample: V = " + std::to_string(p.V) + " is too large for the CUDA kernel (" +
                   std::to_string(static_smem + smem) + " bytes of shared memory per block, the limit is " +
                   std::to_string(kSharedMemoryLimit) + ")");
-    if (p.filter.active())
-      launch(filter_threshold_kernel<T, kSampleThreads>, grid, dim3(kSampleThreads), 0, logits, p.sb, p.sl, p.xt,
-             p.xsb, p.xsl, p.L, p.V, p.mask_id, p.filter, tp.inv_t, p.thresh);
-    launch(kernel, grid, dim3(kSampleThreads), smem, logits, p.sb, p.sl, p.xt, p.xsb, p.xsl, p.L, p.V, p.mask_id,
-           p.k, tp.c, tp.inv_t, p.filter.active() ? static_cast<const float*>(p.thresh) : nullptr, p.rng, p.tokens,
-           p.logp, p.entropy);
+  };
+  dispatch_logits(p.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const auto* logits = static_cast<const T*>(p.logits);
+    if (p.filter.active()) {
+      auto kernel = tp.greedy ? filtered_sample_kernel<T, kSampleThreads, true>
+                              : filtered_sample_kernel<T, kSampleThreads, false>;
+      const size_t smem = filtered_smem_bytes<T>(p.V);
+      check_smem(launch.static_smem(kernel, sizeof(FilterShared<kSampleThreads>)), smem);
+      launch(kernel, grid, dim3(kSampleThreads), smem, logits, p.sb, p.sl, p.xt, p.xsb, p.xsl, p.L, p.V, p.mask_id,
+             p.k, p.filter, tp.c, tp.inv_t, p.rng, p.tokens, p.logp, p.entropy);
+    } else {
+      auto kernel = tp.greedy ? sample_kernel<T, kSampleThreads, true> : sample_kernel<T, kSampleThreads, false>;
+      const size_t smem = sample_tile_smem_bytes<T>(p.V);
+      check_smem(launch.static_smem(kernel, sizeof(SampleShared<kSampleThreads>)), smem);
+      launch(kernel, grid, dim3(kSampleThreads), smem, logits, p.sb, p.sl, p.xt, p.xsb, p.xsl, p.L, p.V, p.mask_id,
+             p.k, tp.c, tp.inv_t, p.rng, p.tokens, p.logp, p.entropy);
+    }
   });
 }
 
