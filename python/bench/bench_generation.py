@@ -14,15 +14,13 @@ Per generation: model ms (the model's calls, timed around them), sampling ms
 loops make the same steps, so it is the sampling step's speed-up), "loop x" the ratio
 of the whole loop's time. One warm-up run, then the median of ``--repeats`` runs.
 
-    python python/bench/bench_generation.py                       # CPU, one thread
+    python python/bench/bench_generation.py --device cpu          # CPU, one thread
     python python/bench/bench_generation.py --device cuda --batch 16 --seq-len 1024
 
 Table to stdout, CSV to python/bench/results/bench_generation_<device>.csv.
 """
 from __future__ import annotations
 
-import datetime
-import platform
 import statistics
 import sys
 import time
@@ -31,15 +29,12 @@ from types import SimpleNamespace
 
 import torch
 
-try:
-    import edlm_ext  # noqa: F401
-except ImportError:  # run from a source checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from edlm_ext import atomic  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (device, timer, CSV, the common options)
+
 from edlm_ext._cli_util import ArgumentParser, run as run_cli  # noqa: E402
 from edlm_ext.integrations import dream, fast_dllm, hf, mdlm, stock  # noqa: E402
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 COLUMNS = ("device", "device_name", "threads", "torch_version", "date", "loop", "V", "B", "L", "steps", "impl",
            "model_calls", "model_ms", "sampling_ms", "total_ms", "sampling_speedup",
            "loop_speedup", "repeats")
@@ -50,16 +45,14 @@ class Clock:
     """Adds up the wall time of the model's calls (synchronizing CUDA)."""
 
     def __init__(self, device: torch.device):
-        self.cuda, self.seconds, self.calls = device.type == "cuda", 0.0, 0
+        self.device, self.seconds, self.calls = device, 0.0, 0
 
     def wrap(self, fn):
         def timed(*args, **kwargs):
-            if self.cuda:
-                torch.cuda.synchronize()
+            common.synchronize(self.device)
             t0 = time.perf_counter()
             out = fn(*args, **kwargs)
-            if self.cuda:
-                torch.cuda.synchronize()
+            common.synchronize(self.device)
             self.seconds += time.perf_counter() - t0
             self.calls += 1
             return out
@@ -126,23 +119,8 @@ def mdlm_steps(V: int, B: int, L: int, device, repeats: int) -> list[tuple[str, 
         "mdlm_categorical": (lambda: stock.mdlm._sample_categorical(q_xs),
                              lambda: mdlm.sample_categorical(q_xs, seed=2)),
     }
-    out = []
-    for name, fns in cases.items():
-        ms = []
-        for fn in fns:
-            fn()
-            times = []
-            for _ in range(repeats):
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                fn()
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                times.append(time.perf_counter() - t0)
-            ms.append(1e3 * statistics.median(times))
-        out.append((name, dict(stock=ms[0], edlm_ext=ms[1])))
-    return out
+    return [(name, dict(stock=common.time_ms(fns[0], device, 1, repeats), edlm_ext=common.time_ms(fns[1], device, 1, repeats)))
+            for name, fns in cases.items()]
 
 
 def run(loop: str, impl: str, V: int, B: int, L: int, steps: int, device, repeats: int) -> dict:
@@ -152,12 +130,10 @@ def run(loop: str, impl: str, V: int, B: int, L: int, steps: int, device, repeat
         clock = Clock(device)
         fn = loop_fn(loop, impl, den, clock, B, L, steps, device, seed=r)
         torch.manual_seed(r)  # the upstream loops draw from torch's global generator
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        common.synchronize(device)
         t0 = time.perf_counter()
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        common.synchronize(device)
         if r:  # r = 0 is the warm-up
             totals.append(time.perf_counter() - t0)
             models.append(clock.seconds)
@@ -168,7 +144,7 @@ def run(loop: str, impl: str, V: int, B: int, L: int, steps: int, device, repeat
 
 def main(argv=None) -> int:
     ap = ArgumentParser(prog="bench_generation.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--device", default="cpu")
+    common.add_common_args(ap, quick_help="smoke test: V = 1000, 4 steps, one repeat, no CSV unless --csv")
     ap.add_argument("--vocab", default="50258,126464")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--seq-len", type=int, default=64)
@@ -177,21 +153,13 @@ def main(argv=None) -> int:
     ap.add_argument("--loops", default="mdlm,llada,fast_dllm,dream")
     ap.add_argument("--threads", type=int, default=1,
                     help="CPU threads (torch.set_num_threads; 1 is steadiest on a shared machine)")
-    ap.add_argument("--quick", action="store_true", help="smoke test: V = 1000, 4 steps, one repeat, no CSV")
-    ap.add_argument("--csv", default=None, help="CSV path (default python/bench/results/bench_generation_<device>.csv)")
     a = ap.parse_args(argv)
+    device, out = common.resolve(a, ap, "generation")  # (checked before minutes of benchmarking)
     if a.quick:
         a.vocab, a.steps, a.repeats = "1000", 4, 1
-    device = torch.device(a.device)
-    out = None
-    if not (a.quick and a.csv is None):  # checked before minutes of benchmarking
-        out = atomic.check_output_file(Path(a.csv) if a.csv else RESULTS_DIR / f"bench_generation_{device.type}.csv",
-                                       "the CSV")
     if device.type == "cpu":
         torch.set_num_threads(a.threads)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    meta = dict(device=device.type, device_name=name, threads=torch.get_num_threads(),
-                torch_version=torch.__version__, date=datetime.date.today().isoformat(), repeats=a.repeats)
+    meta = dict(common.common_fields(device), threads=torch.get_num_threads(), repeats=a.repeats)
     rows = []
     print(f"{'loop':9} {'V':>7} {'impl':9} {'calls':>5} {'model ms':>10} {'sampling ms':>12} {'total ms':>10} "
           f"{'sampling x':>10} {'loop x':>7}")
@@ -222,7 +190,7 @@ def main(argv=None) -> int:
                       f"{rows[-1]['sampling_speedup']:>10.2f}")
     if out is None:
         return 0
-    atomic.write_csv(out, [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()} for row in rows],
+    common.write_csv(out, [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()} for row in rows],
                      COLUMNS)
     print(f"wrote {out}")
     return 0

@@ -15,30 +15,25 @@ Run from the repository root:
     python python/bench/bench_proposals.py --device cuda   # GPU: (16, 1024, 50258) bf16
     python python/bench/bench_proposals.py --quick
 
-Prints a table, writes CSV (python/bench/results/bench_proposals_<device>.csv) and,
-when matplotlib is installed, a plot of time vs k (bench_proposals_<device>.png).
-Timings are medians of repeats; no test asserts them.
+Prints a table, writes CSV (python/bench/results/bench_proposals_<device>.csv; none with
+--quick unless --csv) and, when matplotlib is installed, a plot of time vs k
+(bench_proposals_<device>.png). Timings are medians of repeats; no test asserts them.
 """
 from __future__ import annotations
 
-import datetime
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sampling import device_name, mdlm_step, time_ms  # noqa: E402
+import common  # noqa: E402  (device, timer, CSV, plot, the common options)
+from bench_sampling import mdlm_step  # noqa: E402
 
-try:
-    import edlm_ext
-except ImportError:  # run from a source checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    import edlm_ext
+import edlm_ext  # noqa: E402  (common put the checkout on sys.path if needed)
 from edlm_ext import atomic  # noqa: E402
 from edlm_ext._cli_util import ArgumentParser, run  # noqa: E402
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 KS = (1, 2, 4, 8, 16)
 
 
@@ -69,28 +64,25 @@ def torch_resample(log_w: torch.Tensor, proposals: torch.Tensor, gen):
 
 def parse_args(argv=None):
     ap = ArgumentParser(prog="bench_proposals.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    common.add_common_args(ap, quick_help="tiny shape, smoke test (no CSV unless --csv)")
     ap.add_argument("--shape", default=None, help="BxLxV (default: 8x512x8192 on CPU, 16x1024x50258 on CUDA)")
     ap.add_argument("--dtype", default=None, choices=["fp32", "bf16"], help="default: fp32 on CPU, bf16 on CUDA")
     ap.add_argument("--ks", default=",".join(map(str, KS)))
     ap.add_argument("--skip-repeat-above", type=int, default=None,
                     help="skip the repeat baseline for larger k (default: 4 on CPU, none on CUDA)")
     ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--quick", action="store_true", help="tiny shape, smoke test")
-    ap.add_argument("--csv", type=Path, default=None)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    device, out = common.resolve(args, ap, "proposals")
+    return args, device, out
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    args, device, out = parse_args(argv)
     cuda = device.type == "cuda"
     shape = args.shape or ("4x64x1000" if args.quick else ("16x1024x50258" if cuda else "8x512x8192"))
     B, L, V = (int(v) for v in shape.split("x"))
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype or ("bf16" if cuda else "fp32")]
     ks = [int(k) for k in args.ks.split(",")]
-    out = atomic.check_output_file(args.csv or RESULTS_DIR / f"bench_proposals_{device.type}.csv", "--csv")
     repeats = args.repeats or (20 if cuda else 3)
     skip_repeat = args.skip_repeat_above if args.skip_repeat_above is not None else (None if cuda else 4)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -99,17 +91,16 @@ def main(argv=None):
     x_t = torch.full((B, L), mask_id, dtype=torch.long, device=device)
 
     rows = []
-    info = {"device": device.type, "device_name": device_name(device), "torch_version": torch.__version__,
-            "date": datetime.date.today().isoformat(), "shape": f"{B}x{L}x{V}", "dtype": str(dtype).split(".")[-1]}
+    info = {**common.common_fields(device), "shape": f"{B}x{L}x{V}", "dtype": str(dtype).split(".")[-1]}
     print(f"{info['device_name']} | torch {info['torch_version']} | logits {info['shape']} {info['dtype']}, all masked")
-    one = time_ms(lambda: edlm_ext.masked_sample(logits, x_t, mask_id, generator=gen), device, 2, repeats)
+    one = common.time_ms(lambda: edlm_ext.masked_sample(logits, x_t, mask_id, generator=gen), device, 2, repeats)
     print(f"{'bench':<10}{'k':>4}  {'method':<9}{'ms':>10}  {'x one sample':>12}")
     for k in ks:
         for name, fn in proposal_methods(logits, x_t, mask_id, k, gen).items():
             if name == "repeat" and skip_repeat is not None and k > skip_repeat:
                 continue
             reps = repeats if name != "repeat" else max(1, repeats // 3)
-            ms = time_ms(fn, device, 1, reps)
+            ms = common.time_ms(fn, device, 1, reps)
             rows.append({**info, "bench": "proposals", "k": k, "method": name, "ms": ms, "ratio_vs_one_sample": ms / one})
             print(f"{'proposals':<10}{k:>4}  {name:<9}{ms:>10.3f}  {ms / one:>12.2f}")
 
@@ -118,12 +109,14 @@ def main(argv=None):
         props = torch.randint(0, V, (16, k, 1024), device=device, generator=gen)
         for name, fn in {"ours": lambda: edlm_ext.importance_resample(log_w, props, generator=gen, check=False),
                          "torch": lambda: torch_resample(log_w, props, gen)}.items():
-            ms = time_ms(fn, device, 3, max(repeats, 20))
+            ms = common.time_ms(fn, device, 3, max(repeats, 20))
             rows.append({**info, "shape": f"16x{k}x1024", "bench": "resample", "k": k, "method": name, "ms": ms,
                          "ratio_vs_one_sample": ""})
             print(f"{'resample':<10}{k:>4}  {name:<9}{ms * 1e3:>8.1f}us")
 
-    atomic.write_csv(out, rows, list(rows[0].keys()))
+    if out is None:
+        return
+    common.write_csv(out, rows, list(rows[0].keys()))
     print(f"wrote {out}")
     plot(rows, out.with_suffix(".png"), info)
 

@@ -1,19 +1,27 @@
-"""Microbenchmark of edlm_ext.masked_sample against the sampling steps it replaces.
+"""Microbenchmark of edlm_ext.masked_sample against the sampling steps it replaces, and
+where its own time goes.
 
 Methods (all draw one token per masked position of x_t from softmax(logits / T)):
 
-* ours       edlm_ext.masked_sample (exact, reads only the masked rows)
-* reference  edlm_ext.reference.masked_sample (float64 inverse CDF, pure PyTorch)
-* mdlm       MDLM's ancestral step (_ddpm_update + _sample_categorical): subs
-             log-probabilities, then float64 q(x_s | x_t) and a float64 Gumbel draw
-* llada      LLaDA's step: float64 Gumbel noise (add_gumbel_noise), argmax, and the
-             float64 softmax confidence of the drawn token (low-confidence remasking)
-* compile    torch.compile of a float32 Gumbel-max (inexact: fp32 noise)
+* ours        edlm_ext.masked_sample (exact, reads only the masked rows)
+* entropy     ours with return_entropy=True (the entropy's extra work)
+* topk_topp   ours with top_k=50, top_p=0.9 (the filters' extra work)
+* reference   edlm_ext.reference.masked_sample (float64 inverse CDF, pure PyTorch)
+* mdlm        MDLM's ancestral step (_ddpm_update + _sample_categorical): subs
+              log-probabilities, then float64 q(x_s | x_t) and a float64 Gumbel draw
+* llada       LLaDA's step: float64 Gumbel noise (add_gumbel_noise), argmax, and the
+              float64 softmax confidence of the drawn token (low-confidence remasking)
+* compile     torch.compile of a float32 Gumbel-max (inexact: fp32 noise)
+* multinomial float32 softmax, then torch.multinomial (inexact: float32 CDF)
+* flashinfer  FlashInfer's sampling_from_logits (CUDA, when the package is installed)
 
 Every method is timed on the same inputs. GB/s counts the bytes the op itself must
 move (the masked rows of logits, x_t, x0 and logp), whatever a method really reads,
-so it is an effective bandwidth; frac_copy_bw divides it by the device's copy
-bandwidth measured at the start of the run. speedup_vs_ours is method ms / ours ms.
+so it is an effective bandwidth; %copy divides it by the device's copy bandwidth
+measured at the start of the run (the memory-bound limit of our op is ~50%: it reads
+the logits once, a copy reads and writes them). "x ours" is method ms / ours ms, so
+the entropy and topk_topp rows say what those options cost. On CPU, "cpu" is the share
+of the CPU the process got while timing (threads x 100% when nothing else runs).
 
 Run from the repository root:
 
@@ -24,16 +32,14 @@ Run from the repository root:
         --masked all --baselines mdlm,llada --csv /tmp/out.csv
 
 The table goes to stdout; the CSV (default python/bench/results/bench_sampling_<device>.csv)
-is written row by row. Baselines whose estimated peak memory exceeds 60% of the
-available host (CPU) or free device (CUDA) memory are skipped, and a failing
-baseline (e.g. a torch.compile error) is recorded as failed; neither stops the run.
+is written row by row, and a plot of ms per method next to it. Baselines whose
+estimated peak memory exceeds 60% of the available host (CPU) or free device (CUDA)
+memory are skipped, and a failing baseline (e.g. a torch.compile error) is recorded as
+failed; neither stops the run.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -42,37 +48,34 @@ from typing import Callable
 
 import torch
 
-try:
-    import edlm_ext
-except ImportError:  # run from a source checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    import edlm_ext
-import edlm_ext.reference
-from edlm_ext import atomic
-from edlm_ext._cli_util import ArgumentParser, run
-from edlm_ext.errors import InputError
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (device, timer, CSV, plot, the common options)
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+import edlm_ext  # noqa: E402  (common put the checkout on sys.path if needed)
+import edlm_ext.reference  # noqa: E402
+from edlm_ext._cli_util import ArgumentParser, run  # noqa: E402
+
 ISSUE_SHAPES = "16x1024x50258,64x128x30522,4x1024x126464"
 CPU_SHAPES = "16x1024x8192"
 QUICK_SHAPES = "3x33x1000"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MASKED = {"all": 1.0, "half": 0.5}
-BASELINES = ("reference", "mdlm", "llada", "compile")
+BASELINES = ("entropy", "topk_topp", "reference", "mdlm", "llada", "compile", "multinomial", "flashinfer")
+FILTERS = dict(top_k=50, top_p=0.9)  # the topk_topp row
 TEMPERATURE = 1.0
 MEMORY_FRACTION = 0.6  # skip a method whose estimated peak exceeds this share of free memory
 CSV_COLUMNS = ("device", "device_name", "torch_version", "date", "shape", "B", "L", "V", "dtype",
                "masked_fraction", "method", "ms", "gbps", "frac_copy_bw", "copy_gbps",
-               "speedup_vs_ours", "repeats", "note")
+               "speedup_vs_ours", "cpu_share", "repeats", "note")
 
 
 # ---------------------------------------------------------------------------
 # Methods
 
 
-def ours(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, generator: torch.Generator):
+def ours(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, generator: torch.Generator, **options):
     """edlm_ext.masked_sample as a user calls it (check=True: one host sync)."""
-    return edlm_ext.masked_sample(logits, x_t, mask_id, temperature=TEMPERATURE, generator=generator)
+    return edlm_ext.masked_sample(logits, x_t, mask_id, temperature=TEMPERATURE, generator=generator, **options)
 
 
 def reference(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int):
@@ -130,6 +133,25 @@ def gumbel_max_fp32(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int):
     return torch.where(x_t == mask_id, torch.argmax(x + gumbel, dim=-1), x_t)
 
 
+def multinomial_step(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, generator: torch.Generator):
+    """float32 softmax over every token but [MASK], then torch.multinomial per row."""
+    x = logits.float() / TEMPERATURE
+    x[..., mask_id] = float("-inf")
+    probs = torch.softmax(x, dim=-1).view(-1, x.shape[-1])
+    tok = torch.multinomial(probs, 1, generator=generator).view(x_t.shape)
+    return torch.where(x_t == mask_id, tok, x_t)
+
+
+def flashinfer_step(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int):
+    """FlashInfer's sampling_from_logits on every row (CUDA; [MASK] set to -inf first)."""
+    import flashinfer  # raises ImportError where it is not installed: recorded as skipped
+
+    x = logits.clone()
+    x[..., mask_id] = float("-inf")
+    tok = flashinfer.sampling.sampling_from_logits(x.view(-1, x.shape[-1])).view(x_t.shape)
+    return torch.where(x_t == mask_id, tok.to(x_t.dtype), x_t)
+
+
 @dataclass(frozen=True)
 class Method:
     """A benchmarked method: how slow it is and how much memory it takes beyond its inputs."""
@@ -141,81 +163,15 @@ class Method:
 
 METHODS = {
     "ours": Method(False, 0, ""),
+    "entropy": Method(False, 0, "ours, return_entropy"),
+    "topk_topp": Method(False, 0, "ours, top_k=50 top_p=0.9"),
     "reference": Method(True, 4 * 8, "float64"),
     "mdlm": Method(True, 4 * 8 + 2 * 4, "float64"),
     "llada": Method(True, 5 * 8, "float64"),
     "compile": Method(False, 4, "inexact fp32 Gumbel"),
+    "multinomial": Method(False, 2 * 4, "inexact fp32 CDF"),
+    "flashinfer": Method(False, 4, "FlashInfer"),
 }
-
-
-# ---------------------------------------------------------------------------
-# Device facts
-
-
-def device_name(device: torch.device) -> str:
-    """GPU name, or CPU model name and torch's thread count."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model} ({torch.get_num_threads()} threads)"
-
-
-def free_memory_bytes(device: torch.device) -> int:
-    """Free device memory (CUDA) or available host memory (psutil, else /proc/meminfo)."""
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        import psutil
-        return psutil.virtual_memory().available
-    except ImportError:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("cannot tell the available memory (no psutil, no MemAvailable in /proc/meminfo)")
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued work on the device (no-op on CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_ms(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
-    """Median wall time of fn in ms: CUDA events on a GPU, perf_counter on CPU."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
-def copy_bandwidth_gbps(device: torch.device) -> float:
-    """Device memory bandwidth of dst.copy_(src), counting bytes read plus written."""
-    nbytes = (1 << 30) if device.type == "cuda" else (512 << 20)
-    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
-    dst = torch.empty_like(src)
-    ms = time_ms(lambda: dst.copy_(src), device, warmup=2, repeats=10)
-    return 2 * nbytes / (ms * 1e-3) / 1e9
 
 
 # ---------------------------------------------------------------------------
@@ -265,7 +221,7 @@ def memory_note(method: Method, shape, device: torch.device) -> str:
     need = method.temp_bytes_per_elem * shape[0] * shape[1] * shape[2]
     if need == 0:
         return ""
-    free = free_memory_bytes(device)
+    free = common.free_memory_bytes(device)
     if need <= MEMORY_FRACTION * free:
         return ""
     return f"skipped (memory): needs ~{need / 1e9:.1f} GB, {free / 1e9:.1f} GB free"
@@ -289,16 +245,25 @@ class CompiledGumbel:
 
 def runner(name: str, logits, x_t, mask_id: int, device: torch.device, compiled: CompiledGumbel):
     """A no-argument callable running method name on the inputs, and a note about setup."""
-    if name == "ours":
+    if name in ("ours", "entropy", "topk_topp"):
         gen = torch.Generator(device=device).manual_seed(1234)
-        return (lambda: ours(logits, x_t, mask_id, gen)), ""
+        options = {"entropy": dict(return_entropy=True), "topk_topp": FILTERS}.get(name, {})
+        return (lambda: ours(logits, x_t, mask_id, gen, **options)), ""
+    if name == "multinomial":
+        gen = torch.Generator(device=device).manual_seed(99)
+        return (lambda: multinomial_step(logits, x_t, mask_id, gen)), ""
+    if name == "flashinfer":
+        if device.type != "cuda":
+            raise RuntimeError("skipped (CUDA only)")
+        flashinfer_step(logits, x_t, mask_id)  # the import, and the first call out of the timing
+        return (lambda: flashinfer_step(logits, x_t, mask_id)), ""
     if name != "compile":
         fn = {"reference": reference, "mdlm": mdlm_step, "llada": llada_step}[name]
         return (lambda: fn(logits, x_t, mask_id)), ""
     fn, fresh = compiled.get((tuple(logits.shape), logits.dtype, device))
     t0 = time.perf_counter()
     fn(logits, x_t, mask_id)  # compiles on the first call: keep it out of the timing
-    synchronize(device)
+    common.synchronize(device)
     note = f"compile {time.perf_counter() - t0:.1f} s" if fresh else ""
     return (lambda: fn(logits, x_t, mask_id)), note
 
@@ -317,46 +282,48 @@ class Report:
     """Prints aligned table rows as they come and rewrites the CSV after each one
     (atomically: a kill leaves the complete CSV of the rows measured so far)."""
 
-    HEADER = f"{'shape':<16} {'dtype':<5} {'masked':>6} {'method':<10} {'ms':>10} {'GB/s':>8} " \
-             f"{'%copy':>6} {'x ours':>7}  note"
+    HEADER = f"{'shape':<16} {'dtype':<5} {'masked':>6} {'method':<11} {'ms':>10} {'GB/s':>8} " \
+             f"{'%copy':>6} {'x ours':>7} {'cpu':>5}  note"
 
-    def __init__(self, path: Path, common: dict):
+    def __init__(self, path: Path | None, common_fields: dict):
         self.path, self.rows = path, []
-        self.common = common
+        self.common = common_fields
         print(self.HEADER)
         print("-" * len(self.HEADER))
 
     def row(self, shape, dtype_name: str, fraction: float, method: str, repeats: int,
-            ms: float | None, gbps: float | None, speedup: float | None, note: str) -> None:
+            ms: float | None, gbps: float | None, speedup: float | None, cpu_share: float | None, note: str) -> None:
         """Record one measurement (ms None: skipped or failed, see note)."""
         frac = gbps / self.common["copy_gbps"] if gbps is not None else None
+        share = None if cpu_share is None or cpu_share != cpu_share else cpu_share
         shape_s = "x".join(map(str, shape))
-        cells = [f"{shape_s:<16}", f"{dtype_name:<5}", f"{fraction:>6.2f}", f"{method:<10}",
-                 _fmt(ms, 10, ".2f"), _fmt(gbps, 8, ".2f"), _fmt(None if frac is None else 100 * frac, 6, ".1f"),
-                 _fmt(speedup, 7, ".2f")]
+        cells = [f"{shape_s:<16}", f"{dtype_name:<5}", f"{fraction:>6.2f}", f"{method:<11}",
+                 common.fmt(ms, 10, ".2f"), common.fmt(gbps, 8, ".2f"),
+                 common.fmt(None if frac is None else 100 * frac, 6, ".1f"), common.fmt(speedup, 7, ".2f"),
+                 common.fmt(None if share is None else 100 * share, 4, ".0f") + ("%" if share is not None else " ")]
         print(" ".join(cells) + f"  {note}", flush=True)
         self.rows.append({
             **self.common, "shape": shape_s, "B": shape[0], "L": shape[1], "V": shape[2],
             "dtype": dtype_name, "masked_fraction": f"{fraction:.4f}", "method": method,
-            "ms": _csv(ms, ".4f"), "gbps": _csv(gbps, ".3f"), "frac_copy_bw": _csv(frac, ".4f"),
-            "copy_gbps": f"{self.common['copy_gbps']:.2f}", "speedup_vs_ours": _csv(speedup, ".3f"),
+            "ms": common.csv_cell(ms, ".4f"), "gbps": common.csv_cell(gbps, ".3f"),
+            "frac_copy_bw": common.csv_cell(frac, ".4f"), "copy_gbps": f"{self.common['copy_gbps']:.2f}",
+            "speedup_vs_ours": common.csv_cell(speedup, ".3f"), "cpu_share": common.csv_cell(share, ".2f"),
             "repeats": repeats if ms is not None else "", "note": note,
         })
-        atomic.write_csv(self.path, self.rows, CSV_COLUMNS)
+        common.write_csv(self.path, self.rows, CSV_COLUMNS)
 
     def close(self) -> None:
-        """Write the CSV (also when no row was measured: the header alone)."""
-        atomic.write_csv(self.path, self.rows, CSV_COLUMNS)
-
-
-def _fmt(value: float | None, width: int, spec: str) -> str:
-    """A right-aligned table cell; '-' for a missing value."""
-    return f"{'-':>{width}}" if value is None else f"{value:>{width}{spec}}"
-
-
-def _csv(value: float | None, spec: str) -> str:
-    """A CSV cell; empty for a missing value."""
-    return "" if value is None else format(value, spec)
+        """Write the CSV (also when no row was measured: the header alone) and the plot."""
+        common.write_csv(self.path, self.rows, CSV_COLUMNS)
+        if self.path is None or not self.rows:
+            return
+        groups = list(dict.fromkeys(f"{r['shape']}\n{r['dtype']} {float(r['masked_fraction']):.2f}" for r in self.rows))
+        methods = list(dict.fromkeys(r["method"] for r in self.rows))
+        series = {m: [next((float(r["ms"]) for r in self.rows if r["method"] == m and r["ms"] and
+                            f"{r['shape']}\n{r['dtype']} {float(r['masked_fraction']):.2f}" == g), None)
+                      for g in groups] for m in methods}
+        common.plot_bars(self.path.with_suffix(".png"), groups, series, "ms per call",
+                         f"masked_sample and the steps it replaces ({self.common['device_name'][:60]})")
 
 
 # ---------------------------------------------------------------------------
@@ -376,7 +343,7 @@ def run_case(shape, dtype_name: str, fraction: float, methods: list[str], device
         slow = method.slow and device.type == "cpu"
         warmup, repeats = (args.slow_warmup, args.slow_repeats) if slow else (args.warmup, args.repeats)
         notes = [method.note]
-        ms = None
+        ms = share = None
         skip = memory_note(method, shape, device)
         if skip:
             notes.append(skip)
@@ -384,7 +351,13 @@ def run_case(shape, dtype_name: str, fraction: float, methods: list[str], device
             try:
                 fn, setup_note = runner(name, logits, x_t, mask_id, device, compiled)
                 notes.append(setup_note)
-                ms = time_ms(fn, device, warmup, repeats)
+                t = common.timed(fn, device, warmup, repeats)
+                ms, share = t.ms, t.cpu_share
+            except ImportError as exc:
+                notes.append(f"skipped (not installed: {exc.name or exc})")
+            except RuntimeError as exc:
+                msg = str(exc)
+                notes.append(msg if msg.startswith("skipped") else f"failed: {first_line(exc)}")
             except Exception as exc:  # a failing baseline is a result, not a crash
                 notes.append(f"failed: {first_line(exc)}")
             if device.type == "cuda":
@@ -393,16 +366,16 @@ def run_case(shape, dtype_name: str, fraction: float, methods: list[str], device
             ours_ms = ms
         gbps = nbytes / (ms * 1e-3) / 1e9 if ms else None
         speedup = ms / ours_ms if ms and ours_ms else None
-        report.row(shape, dtype_name, fraction, name, repeats, ms, gbps, speedup,
+        report.row(shape, dtype_name, fraction, name, repeats, ms, gbps, speedup, share,
                    "; ".join(n for n in notes if n))
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv=None) -> tuple[argparse.Namespace, torch.device, Path | None]:
     """Command line, with device-dependent defaults filled in."""
     p = ArgumentParser(prog="bench_sampling.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
-                   help="auto: cuda if available, else cpu (default: auto)")
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_common_args(p, quick_help=f"smoke test: shape {QUICK_SHAPES}, 1 warmup and 2 repeats for every "
+                                         "method (explicit options win), no CSV unless --csv")
     p.add_argument("--shapes", type=parse_shapes,
                    help=f"comma-separated BxLxV (default: {ISSUE_SHAPES} on CUDA, {CPU_SHAPES} on CPU)")
     p.add_argument("--dtypes", type=lambda s: parse_choices(s, DTYPES), default="fp32,bf16",
@@ -417,15 +390,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="warmup of reference, mdlm, llada on CPU (default: 0)")
     p.add_argument("--slow-repeats", type=int,
                    help="repeats of reference, mdlm, llada on CPU, which take seconds (default: 2)")
-    p.add_argument("--csv", type=Path, help="output CSV (default: python/bench/results/bench_sampling_<device>.csv)")
-    p.add_argument("--quick", action="store_true",
-                   help=f"smoke test: shape {QUICK_SHAPES}, 1 warmup and 2 repeats for every method (explicit options win)")
     args = p.parse_args(argv)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda: CUDA is not available in this torch build or on this machine")
-    cuda = args.device == "cuda"
+    device, csv_path = common.resolve(args, p, "sampling")
+    cuda = device.type == "cuda"
     if args.quick:
         defaults = dict(shapes=parse_shapes(QUICK_SHAPES), warmup=1, repeats=2, slow_warmup=1, slow_repeats=2)
     else:
@@ -435,28 +402,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.csv is None:
-        args.csv = RESULTS_DIR / f"bench_sampling_{args.device}.csv"
-    try:
-        atomic.check_output_file(args.csv, "--csv")
-    except InputError as e:
-        p.error(str(e))
-    return args
+    return args, device, csv_path
 
 
 def main(argv=None) -> None:
     """Measure the copy bandwidth, then every (shape, dtype, masked) case."""
-    args = parse_args(argv)
-    device = torch.device(args.device)
+    args, device, csv_path = parse_args(argv)
     start = time.perf_counter()
     torch.manual_seed(0)
-    name = device_name(device)
-    copy_gbps = copy_bandwidth_gbps(device)
-    print(f"device: {args.device} ({name}), torch {torch.__version__}, "
+    fields = common.common_fields(device)
+    copy_gbps = common.copy_bandwidth_gbps(device)
+    print(f"device: {device.type} ({fields['device_name']}), torch {torch.__version__}, "
           f"copy bandwidth {copy_gbps:.1f} GB/s (read + write)")
-    common = dict(device=args.device, device_name=name, torch_version=torch.__version__,
-                  date=datetime.datetime.now().isoformat(timespec="seconds"), copy_gbps=copy_gbps)
-    report = Report(args.csv, common)
+    report = Report(csv_path, dict(fields, copy_gbps=copy_gbps))
     methods = ["ours"] + [b for b in BASELINES if b in args.baselines]
     compiled = CompiledGumbel()
     try:
@@ -466,7 +424,7 @@ def main(argv=None) -> None:
                     run_case(shape, dtype_name, MASKED[masked], methods, device, args, compiled, report)
     finally:
         report.close()
-    print(f"wrote {args.csv} in {time.perf_counter() - start:.0f} s")
+    print(f"{'wrote ' + str(csv_path) if csv_path else 'no CSV (--quick)'} in {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

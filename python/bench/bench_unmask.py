@@ -16,33 +16,25 @@ Steps (x_t [B, L] int64 with half its positions [MASK], x0 [B, L], confidence [B
 NaN / n check is one host synchronization). Each case first checks that the two
 deterministic steps agree. Median of the timed calls; speedup = torch ms / ours ms.
 
-    python python/bench/bench_unmask.py                    # CPU, and CUDA when available
+    python python/bench/bench_unmask.py                    # CUDA when available, else CPU
     python python/bench/bench_unmask.py --device cpu --quick
 
-The table goes to stdout, one CSV per device to python/bench/results/bench_unmask_<device>.csv.
+The table goes to stdout, the CSV to python/bench/results/bench_unmask_<device>.csv (none
+with --quick unless --csv), a plot of ours vs the torch way next to it.
 """
 from __future__ import annotations
 
-import datetime
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_sampling  # noqa: E402  (shared device facts)
+import common  # noqa: E402  (device, timer, CSV, plot, the common options)
 
-try:
-    import edlm_ext
-except ImportError:  # run from a source checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    import edlm_ext
-from edlm_ext import atomic  # noqa: E402
+import edlm_ext  # noqa: E402  (common put the checkout on sys.path if needed)
 from edlm_ext._cli_util import ArgumentParser, run  # noqa: E402
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SHAPES = [(16, 1024), (64, 4096), (256, 1024)]
 QUICK_SHAPES = [(4, 300)]
 MASKED_FRACTION = 0.5
@@ -86,27 +78,6 @@ def threshold_torch(x_t, x0, confidence, mask_id, threshold):
 # Measurement
 
 
-def device_name(device: torch.device) -> str:
-    """bench_sampling's device name, plus the CPU kernels' vector path on CPU."""
-    name = bench_sampling.device_name(device)
-    return name if device.type == "cuda" else f"{name[:-1]}, {edlm_ext._C.cpu_simd()} path)"
-
-
-def time_ms(fn, device: torch.device, warmup: int, repeats: int) -> float:
-    """Median wall time of fn in ms (perf_counter around a device synchronization)."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def make_inputs(B: int, L: int, device: torch.device, seed: int = 0):
     """x_t with MASKED_FRACTION of its positions at mask_id = 0, x0, and a confidence in [0, 1)."""
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -134,11 +105,9 @@ def steps(x_t, x0, confidence, mask_id, device):
 
 
 def run_device(device: torch.device, shapes, warmup: int, repeats: int, csv_path: Path | None) -> None:
-    """Time every step at every shape on device; print the table, write the CSV (unless None)."""
-    name = device_name(device)
-    common = dict(device=device.type, device_name=name, torch_version=torch.__version__,
-                  date=datetime.datetime.now().isoformat(timespec="seconds"))
-    print(f"\ndevice: {device.type} ({name}), torch {torch.__version__}")
+    """Time every step at every shape on device; print the table, write the CSV and plot (unless None)."""
+    fields = common.common_fields(device)
+    print(f"\ndevice: {device.type} ({fields['device_name']}), torch {torch.__version__}")
     header = f"{'step':<10} {'B x L':>11} {'ours ms':>9} {'torch ms':>9} {'speedup':>8}"
     print(header)
     print("-" * len(header))
@@ -149,40 +118,32 @@ def run_device(device: torch.device, shapes, warmup: int, repeats: int, csv_path
         for step, ours, baseline, deterministic in steps(x_t, x0, confidence, mask_id, device):
             if deterministic and not torch.equal(ours(), baseline()):
                 raise RuntimeError(f"{step} at {B}x{L}: ours and the torch way disagree")
-            ours_ms = time_ms(ours, device, warmup, repeats)
-            torch_ms = time_ms(baseline, device, warmup, repeats)
+            ours_ms = common.time_ms(ours, device, warmup, repeats)
+            torch_ms = common.time_ms(baseline, device, warmup, repeats)
             print(f"{step:<10} {f'{B}x{L}':>11} {ours_ms:>9.3f} {torch_ms:>9.3f} {torch_ms / ours_ms:>7.1f}x",
                   flush=True)
-            rows.append({**common, "step": step, "B": B, "L": L, "masked_fraction": f"{fraction:.4f}",
+            rows.append({**fields, "step": step, "B": B, "L": L, "masked_fraction": f"{fraction:.4f}",
                          "ours_ms": f"{ours_ms:.4f}", "torch_ms": f"{torch_ms:.4f}",
                          "speedup": f"{torch_ms / ours_ms:.3f}", "repeats": repeats})
     if csv_path is not None:
-        atomic.write_csv(csv_path, rows, COLUMNS)
+        common.write_csv(csv_path, rows, COLUMNS)
         print(f"wrote {csv_path}")
+        groups = list(dict.fromkeys(f"{r['step']}\n{r['B']}x{r['L']}" for r in rows))
+        series = {name: [float(r[col]) for r in rows] for name, col in (("ours", "ours_ms"), ("torch", "torch_ms"))}
+        common.plot_bars(csv_path.with_suffix(".png"), groups, series, "ms per call",
+                         f"unmask / unmask_confident vs the torch way ({fields['device_name'][:60]})")
 
 
 def main(argv=None) -> None:
     p = ArgumentParser(prog="bench_unmask.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
-                   help="all: CPU, and CUDA when available (default)")
+    common.add_common_args(p, quick_help=f"smoke test: shape {QUICK_SHAPES[0]}, 1 warmup, 3 repeats, no CSV "
+                                         "unless --csv")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--quick", action="store_true",
-                   help=f"smoke test: shape {QUICK_SHAPES[0]}, 1 warmup, 3 repeats, no CSV unless --out-dir")
-    p.add_argument("--out-dir", type=Path, help=f"where the CSVs go (default: {RESULTS_DIR})")
     args = p.parse_args(argv)
-    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
-    if "cuda" in devices and not torch.cuda.is_available():
-        if args.device == "cuda":
-            p.error("--device cuda: CUDA is not available")
-        devices.remove("cuda")
+    device, csv_path = common.resolve(args, p, "unmask")
     shapes, warmup, repeats = (QUICK_SHAPES, 1, 3) if args.quick else (SHAPES, args.warmup, args.repeats)
-    out_dir = args.out_dir or (None if args.quick else RESULTS_DIR)
-    if out_dir is not None:
-        atomic.check_output_dir(out_dir, "--out-dir")
-    for dev in devices:
-        csv_path = out_dir / f"bench_unmask_{dev}.csv" if out_dir is not None else None
-        run_device(torch.device(dev), shapes, warmup, repeats, csv_path)
+    run_device(device, shapes, warmup, repeats, csv_path)
 
 
 if __name__ == "__main__":

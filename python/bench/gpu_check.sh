@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one prepared GPU check (run on the lent device machine from the repo root):
+# The one prepared GPU check (run on a machine with a CUDA GPU, from the repo root):
 #   bash python/bench/gpu_check.sh            # results under $OUT (default /tmp/edlm_gpu_out)
 # 1. builds edlm_ext there with EDLM_CUDA=1 (the device's torch differs from ours),
 # 2. the CPU/CUDA agreement table on the device first (tests/test_cuda.py: the cases the
@@ -7,9 +7,11 @@
 #    and CUDA-graph capture), then the rest of the suite (the simulation's own tests and
 #    the slow float32-Gumbel demo skipped: they need no GPU and run in CI),
 # 3. compute-sanitizer memcheck + racecheck on a small case,
-# 4. the sampling, proposal and unmasking microbenchmarks on CUDA (CSV),
+# 4. every microbenchmark of python/bench on CUDA (sampling, proposals, unmask, generation;
+#    CSV + plots; the common options of python/bench/common.py),
 # and writes logs + CSV + environment to $OUT. Budget: under 9 minutes on an H100
-# (build ~2, agreement <= 1.5, other tests <= 1.5, sanitizers <= 2.5, benchmarks <= 4);
+# (build ~2, agreement <= 1.5, other tests <= 1.5, sanitizers <= 2.5, benchmarks <= 4:
+# sampling 150 s without the float64 reference, proposals 40, unmask 25, generation 25);
 # run it with timeout_s=570.
 set -uo pipefail
 OUT=${OUT:-/tmp/edlm_gpu_out}
@@ -49,15 +51,20 @@ for tool in memcheck racecheck; do
 done
 
 step benchmark
-timeout 150 $PY python/bench/bench_sampling.py --device cuda --csv "$OUT/bench_sampling_cuda.csv" \
+timeout 150 $PY python/bench/bench_sampling.py --device cuda --masked all \
+  --baselines entropy,topk_topp,mdlm,llada,compile,multinomial,flashinfer --csv "$OUT/bench_sampling_cuda.csv" \
   > "$OUT/bench.log" 2>&1
 echo "bench rc=$?" | tee -a "$OUT/summary.txt"
 tail -40 "$OUT/bench.log"
-timeout 45 $PY python/bench/bench_proposals.py --device cuda --csv "$OUT/bench_proposals_cuda.csv" \
+timeout 40 $PY python/bench/bench_proposals.py --device cuda --csv "$OUT/bench_proposals_cuda.csv" \
   > "$OUT/bench_proposals.log" 2>&1
 echo "bench_proposals rc=$?" | tee -a "$OUT/summary.txt"
 tail -20 "$OUT/bench_proposals.log"
-timeout 45 $PY python/bench/bench_unmask.py --device cuda --out-dir "$OUT" > "$OUT/bench_unmask.log" 2>&1
+timeout 25 $PY python/bench/bench_unmask.py --device cuda --csv "$OUT/bench_unmask_cuda.csv" > "$OUT/bench_unmask.log" 2>&1
 echo "bench_unmask rc=$?" | tee -a "$OUT/summary.txt"
 tail -12 "$OUT/bench_unmask.log"
+timeout 25 $PY python/bench/bench_generation.py --device cuda --csv "$OUT/bench_generation_cuda.csv" \
+  > "$OUT/bench_generation.log" 2>&1
+echo "bench_generation rc=$?" | tee -a "$OUT/summary.txt"
+tail -14 "$OUT/bench_generation.log"
 step done
