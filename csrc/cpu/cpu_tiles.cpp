@@ -299,12 +299,13 @@ struct TileFns {
   decltype(&scalar_path::tile_exp2_wsum) exp2_wsum;
   decltype(&scalar_path::tile_exp2) exp2;
   decltype(&scalar_path::tile_gather_ge) gather_ge;
+  decltype(&scalar_path::tile_mass_sum) mass_sum;
 };
 
 #define EDLM_TILE_FNS(ns)                                                                                   \
   TileFns {                                                                                                 \
     ns::tile_max, ns::tile_has_nan, ns::tile_max_groups, ns::tile_decode_max_bf16, ns::tile_decode_max_f16, ns::tile_exp2_sum, \
-        ns::tile_exp2_wsum, ns::tile_exp2, ns::tile_gather_ge                                               \
+        ns::tile_exp2_wsum, ns::tile_exp2, ns::tile_gather_ge, ns::tile_mass_sum                            \
   }
 
 const TileFns& fns() {
@@ -341,6 +342,7 @@ void tile_exp2(const float* x, int n, const Exp2Arg& a, float* out) { fns().exp2
 int tile_gather_ge(const float* x, int n, float lb, int32_t base, int32_t* idx) {
   return fns().gather_ge(x, n, lb, base, idx);
 }
+uint64_t tile_mass_sum(const float* x, int n, float c, float m) { return fns().mass_sum(x, n, c, m); }
 
 void bf16_to_float(const uint16_t* in, int n, float* out) {
   for (int i = 0; i < n; ++i) out[i] = edlm::bf16_to_float(in[i]);

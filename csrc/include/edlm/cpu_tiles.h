@@ -54,6 +54,10 @@ float tile_exp2_wsum(const float* x, int n, const Exp2Arg& a, float* wsum);
 // out[i] = 2^arg_i, the terms tile_exp2_sum adds up.
 void tile_exp2(const float* x, int n, const Exp2Arg& a, float* out);
 
+// sum_i token_mass(2^((x[i] - m) c)) (edlm/filter.h: each term in [0, 1] in 2^-40 fixed
+// point), the top-p masses of a tile; exact integers.
+uint64_t tile_mass_sum(const float* x, int n, float c, float m);
+
 // Appends to idx the positions i (as base + i) with x[i] >= lb; returns how many (n a
 // multiple of kWidth).
 int tile_gather_ge(const float* x, int n, float lb, int32_t base, int32_t* idx);

@@ -14,9 +14,12 @@
 // The candidate path: a lower bound lb of the final threshold (candidate_bound; from the
 // k-th largest of group maxima: k groups each hold a token >= their max) admits the few
 // tokens >= lb; sorted by (logit descending, index ascending), the thresholds are cuts of
-// that list, and the survivors are drawn from directly. When the bound admits too many,
-// the general path: radix selects over the whole row (edlm/radix_select.h), then the
-// tile passes over the thresholded row.
+// that list, and the survivors are drawn from directly. top_p alone has a bound of its own
+// on the CPU (topp_has_own_bound): any x with mass(l >= x) >= the target is <= tau_p, and
+// the groups whose maxima are >= x already hold that much for x = the radix select of the
+// group maxima weighted by their own masses. When the bound admits too many, the general
+// path: radix selects over the whole row (edlm/radix_select.h), then the tile passes over
+// the thresholded row.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -93,6 +96,9 @@ EDLM_HD float candidate_bound(const Filter& f, float kth_group_max, float m, dou
   const float lb_min = f.min_p > 0.0 ? min_p_threshold(m, f.min_p, inv_t) : -INFINITY;
   return lb_k > lb_min ? lb_k : lb_min;
 }
+
+// top_p without top_k: the CPU bounds tau_p from the group maxima's masses (see above).
+EDLM_HD bool topp_has_own_bound(const Filter& f) { return f.top_p < 1.0 && f.top_k == 0; }
 
 // A candidate as one word that sorts ascending in (logit descending, index ascending).
 EDLM_HD uint64_t candidate_word(uint32_t key, int32_t index) {

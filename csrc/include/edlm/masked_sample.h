@@ -384,9 +384,11 @@ inline void filter_row(float* vals, int64_t n, float m, double inv_t, const Filt
     if (topp_applies(target, total))
       tau = std::max(tau, radix_select(keys, n, [&](int64_t i) { return mass[i]; }, target));
   }
+  // one float threshold (key < tau <=> value < key_value(tau), -0 and +0 alike; tau 0: keep
+  // all), applied by a select the compiler vectorizes (which tokens go is unpredictable)
   const float tau_min = f.min_p > 0.0 ? min_p_threshold(m, f.min_p, inv_t) : -kInf;
-  for (int64_t i = 0; i < n; ++i)
-    if (keys[i] < tau || vals[i] < tau_min) vals[i] = -kInf;
+  const float thr = std::max(tau == 0 ? -kInf : key_value(tau), tau_min);
+  for (int64_t i = 0; i < n; ++i) vals[i] = vals[i] < thr ? -kInf : vals[i];
 }
 
 // The first position after j whose key (sorted descending in cand's high word) is lower.
@@ -398,11 +400,13 @@ inline int64_t end_of_ties(const uint64_t* cand, int64_t n, int64_t j) {
 
 // The candidate path of the filters: the survivors of the thresholds are found among the
 // `count` candidates s.idx[0, count) (every token >= lb, a lower bound of the final threshold,
-// [MASK] excluded), then drawn from directly. row(i) is token i's logit.
+// [MASK] excluded), then drawn from directly. row(i) is token i's logit. topp_total: the
+// row's total top-p mass when lb came from top_p's own bound (0: top_k bounded the
+// candidates, whose masses are then the total).
 template <typename Row>
 inline void sample_candidates(const Row& row, int64_t count, float m, const SampleParams& p, const double* u,
                               int64_t k, RowScratch& s, int64_t* tokens, float* logp, int64_t stride,
-                              float* entropy) {
+                              float* entropy, uint64_t topp_total = 0) {
   const Filter& f = p.filter;
   const double inv_t = p.inv_temperature;
   const float c = static_cast<float>(inv_t * kLog2e);
@@ -421,12 +425,13 @@ inline void sample_candidates(const Row& row, int64_t count, float m, const Samp
   float* vals = s.vals.data();
   for (int64_t i = 0; i < count; ++i) vals[i] = row(candidate_index(cand[i]));
   std::fill(vals + count, vals + padded, -kInf);
-  if (f.top_p < 1.0) {  // lb <= tau_k here (filter.h, candidate_bound): every top-k survivor is a candidate
+  if (f.top_p < 1.0) {  // lb <= tau_k or tau_p here (filter.h): the scan from the top reaches tau_p
     float* e = s.terms.data();
     const int64_t n_mass = (keep + cpu::kGroup - 1) / cpu::kGroup * cpu::kGroup;  // <= padded
     cpu::tile_exp2(vals, static_cast<int>(n_mass), cpu::Exp2Arg{c, m, false}, e);  // as filter_row's masses
-    uint64_t total = 0;
-    for (int64_t i = 0; i < keep; ++i) total += token_mass(e[i]);
+    uint64_t total = topp_total;
+    if (total == 0)
+      for (int64_t i = 0; i < keep; ++i) total += token_mass(e[i]);
     const uint64_t target = topp_target(f.top_p, total);
     if (topp_applies(target, total)) {
       uint64_t cum = 0;
@@ -544,14 +549,37 @@ inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id
       kth_group_max = key_value(radix_select(s.keys.data(), groups, [&](int64_t i) -> uint64_t { return g[i] != -kInf; },
                                              static_cast<uint64_t>(p.filter.top_k), 2));
   }
-  const float lb = candidate_bound(p.filter, kth_group_max, m, p.inv_temperature);
+  float lb = candidate_bound(p.filter, kth_group_max, m, p.inv_temperature);
+  uint64_t topp_total = 0;
+  if (topp_has_own_bound(p.filter)) {
+    // the row's top-p masses, then the radix select of the group maxima weighted by theirs
+    const float c = static_cast<float>(p.inv_temperature * kLog2e);
+    for (int64_t t = 0; t < ntiles; ++t) topp_total += cpu::tile_mass_sum(tile(t, nullptr, nullptr, nullptr), cpu::kTile, c, m);
+    const uint64_t target = topp_target(p.filter.top_p, topp_total);
+    if (topp_applies(target, topp_total)) {
+      const float* g = s.group_max.data();
+      const int64_t padded = (groups + cpu::kGroup - 1) / cpu::kGroup * cpu::kGroup;  // the vector loops' unit
+      s.vals.resize(std::max<size_t>(s.vals.size(), static_cast<size_t>(padded)));
+      std::copy_n(g, groups, s.vals.data());
+      std::fill(s.vals.data() + groups, s.vals.data() + padded, -kInf);
+      cpu::tile_exp2(s.vals.data(), static_cast<int>(padded), cpu::Exp2Arg{c, m, false}, s.vals.data());
+      s.keys.resize(groups);
+      uint64_t group_total = 0;
+      for (int64_t i = 0; i < groups; ++i) {
+        s.keys[i] = order_key(g[i]);
+        group_total += token_mass(s.vals[i]);
+      }
+      if (group_total >= target)
+        lb = key_value(radix_select(s.keys.data(), groups, [&](int64_t i) { return token_mass(s.vals[i]); }, target, 2));
+    }
+  }
   if (lb != -kInf) {
     int64_t count = 0;
     for (int64_t t = 0; t < ntiles && count <= cpu_detail::kMaxCandidates; ++t)
       count += cpu::tile_gather_ge(tile(t, nullptr, nullptr, nullptr), cpu::kTile, lb, static_cast<int32_t>(t * cpu::kTile),
                                    s.idx.data() + count);
     if (count <= cpu_detail::kMaxCandidates) {
-      cpu_detail::sample_candidates(value, count, m, p, u, k, s, tokens, logp, stride, entropy);
+      cpu_detail::sample_candidates(value, count, m, p, u, k, s, tokens, logp, stride, entropy, topp_total);
       return true;
     }
   }

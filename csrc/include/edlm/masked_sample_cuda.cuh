@@ -135,7 +135,6 @@ EDLM_DEVICE float4 tile_terms(const Value& value, float c, bool want_h) {
 // Greedy: the lowest index in tile t holding mx (the tile's max), from value(j, e).
 template <int kVec, typename Start, typename Value>
 EDLM_DEVICE int64_t tile_first_max(const Start& start, const Value& value, float mx) {
-  const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int j = 0; j < kTileVecs; ++j) {
     int first = kVec;

@@ -7,6 +7,7 @@
 // pivot on the GPU. Torch-free.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "edlm/common.h"
 
@@ -25,21 +26,53 @@ EDLM_HD bool radix_digit_holds(uint64_t above, uint64_t count, uint64_t remainin
 // CPU: radix select over n items with 32-bit keys; measure(i) is item i's measure. The
 // caller ensures 1 <= target <= the total measure. With digits < 4, only the top `digits`
 // digits are selected: the result (those digits, zeros below) is then a lower bound of tau
-// within 2^(32 - 8 digits) keys of it.
+// within 2^(32 - 8 digits) keys of it. After the first digit only the items under the
+// chosen prefix are kept (copied out), so the later digits cost little.
 template <typename Measure>
 inline uint32_t radix_select(const uint32_t* keys, int64_t n, const Measure& measure, uint64_t target, int digits = 4) {
-  uint32_t prefix = 0, prefix_mask = 0;
+  uint32_t prefix = 0;
   uint64_t remaining = target;
-  for (int shift = 24; shift >= 32 - 8 * digits; shift -= 8) {
+  std::vector<uint32_t> sub_keys;
+  std::vector<uint64_t> sub_measure;
+  for (int d = 0, shift = 24; d < digits; ++d, shift -= 8) {
     uint64_t hist[kRadixBins] = {};
-    for (int64_t i = 0; i < n; ++i)
-      if ((keys[i] & prefix_mask) == prefix) hist[(keys[i] >> shift) & (kRadixBins - 1)] += measure(i);
+    if (d == 0) {  // four histograms, so that runs of equal digits do not wait on each other
+      uint64_t h4[4][kRadixBins] = {};
+      int64_t i = 0;
+      for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; ++j) h4[j][keys[i + j] >> 24] += measure(i + j);
+      for (; i < n; ++i) h4[0][keys[i] >> 24] += measure(i);
+      for (int b = 0; b < kRadixBins; ++b) hist[b] = h4[0][b] + h4[1][b] + h4[2][b] + h4[3][b];
+    } else {
+      for (size_t i = 0; i < sub_keys.size(); ++i) hist[(sub_keys[i] >> shift) & (kRadixBins - 1)] += sub_measure[i];
+    }
     uint64_t above = 0;
-    int d = kRadixBins - 1;
-    for (; d > 0 && !radix_digit_holds(above, hist[d], remaining); --d) above += hist[d];
+    int b = kRadixBins - 1;
+    for (; b > 0 && !radix_digit_holds(above, hist[b], remaining); --b) above += hist[b];
     remaining -= above;
-    prefix |= static_cast<uint32_t>(d) << shift;
-    prefix_mask |= static_cast<uint32_t>(kRadixBins - 1) << shift;
+    prefix |= static_cast<uint32_t>(b) << shift;
+    if (d + 1 == digits) break;
+    // keep the items under the chosen prefix (written unconditionally, the count advanced by
+    // the test: which items stay is unpredictable, a branch would mispredict)
+    size_t w = 0;
+    if (d == 0) {
+      sub_keys.resize(static_cast<size_t>(n));
+      sub_measure.resize(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        const uint64_t q = measure(i);
+        sub_keys[w] = keys[i];
+        sub_measure[w] = q;
+        w += ((keys[i] >> 24) == static_cast<uint32_t>(b)) & (q != 0);
+      }
+    } else {
+      for (size_t i = 0; i < sub_keys.size(); ++i) {
+        sub_keys[w] = sub_keys[i];
+        sub_measure[w] = sub_measure[i];
+        w += ((sub_keys[i] >> shift) & (kRadixBins - 1)) == static_cast<uint32_t>(b);
+      }
+    }
+    sub_keys.resize(w);
+    sub_measure.resize(w);
   }
   return prefix;
 }
