@@ -1008,14 +1008,16 @@ def format_summary(results: list[KernelResult], V: int, latency: float) -> list[
                    f"{lp.in_flight} | {', '.join(fr)} |")
     return out + ["", "(instr/elem lists every stream loop of the kernel in code order; the other columns are "
                       "the first one's: sample_kernel's tile statistics, filtered_sample_kernel's pass 1. "
-                      "filtered_sample_kernel's loops: pass 1 (maxima), pass 2 (gather), then the general path's "
-                      "finite count, top-k digits, top-p total, top-p digits and tile statistics.)", ""]
+                      "filtered_sample_kernel's loops (in code order, as the compiler placed them): the prefix, pass 1 "
+                      "without and with the gather, pass 2, then the general path's finite count, top-k digits, "
+                      "top-p total, top-p digits and tile statistics.)", ""]
 
 
 # Per-row cost model (sm_90), for the issue's targets: entropy, proposals, filters.
 ROW_SHAPES_V = (30522, 50258, 126464)  # the issue's vocabularies (BERT, GPT-2, LLaDA)
 TILE_BYTES = 128 * 16                  # one warp tile: 32 lanes x 4 vectors of 16 bytes (kTileItems)
 DRAWS_PER_CHUNK = 8                    # kWarps: draws located and drawn together
+PREFIX_BYTES = 4 * 256 * 16            # filtered_sample_kernel's prefix: kPrefixVecs x kThreads vectors
 
 
 def _first_stream(r: KernelResult) -> list[LoopReport]:
@@ -1033,12 +1035,17 @@ def format_row_model(results: list[KernelResult], V: int, latency: float) -> lis
            f"- k proposals: the draws re-read one warp tile ({TILE_BYTES} B) each, {DRAWS_PER_CHUNK} at a time "
            "(one chunk: one locate / draw round for k <= 8), so a row moves V x elem + k x tile bytes; counted "
            "from HBM (the tile was read by pass 1, but the row is usually out of L1 by then).",
-           "- top_k=50 + top_p=0.9: filtered_sample_kernel's candidate path, passes 1 (maxima) and 2 (gather) "
-           "over the row, then the sort and cuts of ~50-800 candidates in shared memory, which stream nothing "
-           "and are not counted; sample_kernel does not run.", "",
-           "| dtype | GPU | plain reach TB/s | entropy / plain | filtered (passes 1 + 2) / plain | "
+           "- top_k=50 + top_p=0.9: filtered_sample_kernel's candidate path. Its stream loops are found by "
+           "shape: the prefix loop (the first: each thread's first 4 vectors, 16 KB of the row, for the "
+           "speculative bound), pass 1 (the first loop after it with a shared atomic, the gather: the row read "
+           "once when the candidates fit) and pass 2 (the next one with a shared atomic: the row read again when "
+           "they did not). The prefix is counted as extra HBM bytes (an upper bound: pass 1 re-reads it, mostly "
+           "from L1). The sort and cuts of the candidates in shared memory stream nothing and are not counted; "
+           "sample_kernel does not run.", "",
+           "| dtype | GPU | plain reach TB/s | entropy / plain | "
+           + " | ".join(f"top_k+top_p / plain, V={v} (fallback bound)" for v in ROW_SHAPES_V) + " | "
            + " | ".join(f"k=8 / k=1, V={v}" for v in ROW_SHAPES_V) + " |",
-           "| --- | --- | --- | --- | --- | " + "--- | " * len(ROW_SHAPES_V)]
+           "| --- | --- | --- | --- | " + "--- | " * (2 * len(ROW_SHAPES_V))]
     for dtype in ("fp32", "bf16", "f16"):
         plain = rs.get(("sample_kernel", "sample", dtype))
         filt = rs.get(("filtered_sample_kernel", "sample", dtype))
@@ -1052,19 +1059,26 @@ def format_row_model(results: list[KernelResult], V: int, latency: float) -> lis
             r0 = estimate(g, nb, plain.spec.threads, lp, eb, latency)["reach"]
             ent = next((m for lab, m in lp.modes if lab == "entropy set"), None)
             rh = estimate(g, nb, plain.spec.threads, ent, eb, latency)["reach"] if ent else float("nan")
-            fcell = "-"
-            if filt is not None and len(_first_stream(filt)) >= 2:
-                fs = _first_stream(filt)
+            fcells = ["-"] * len(ROW_SHAPES_V)
+            fs = _first_stream(filt) if filt is not None else []
+            gathers = [x for x in fs[1:] if any(lab == "every shared atomic taken" for lab, _ in x.modes)]
+            if len(fs) >= 3 and len(gathers) >= 2:
                 fsmem = static_smem(filt) + dyn_smem(filt.spec, V)
                 fnb, _ = resident_blocks(g, filt.elf.regs, filt.spec.threads, fsmem)
-                t = sum(1 / estimate(g, fnb, filt.spec.threads, x, eb, latency)["reach"] for x in fs[:2])
-                fcell = f"{t * r0:.2f}x"
+                reach = [estimate(g, fnb, filt.spec.threads, x, eb, latency)["reach"] for x in (fs[0], *gathers[:2])]
+                fcells = []
+                for v in ROW_SHAPES_V:
+                    row, prefix = v * eb, min(v * eb, PREFIX_BYTES)
+                    once = prefix / reach[0] + row / reach[1]
+                    fcells.append(f"{once / (row / r0):.2f}x ({(once + row / reach[2]) / (row / r0):.2f}x)")
             props = [f"{(v * eb + 8 * TILE_BYTES) / (v * eb + TILE_BYTES):.2f}x" for v in ROW_SHAPES_V]
-            out.append(f"| {dtype} | {g.name} | {r0:.2f} | {r0 / rh:.2f}x | {fcell} | " + " | ".join(props) + " |")
+            out.append(f"| {dtype} | {g.name} | {r0:.2f} | {r0 / rh:.2f}x | " + " | ".join(fcells) + " | "
+                       + " | ".join(props) + " |")
     return out + ["", "(targets of issue 14: entropy <= 1.15x, k <= 8 proposals <= 1.3x one draw, top_k=50 + "
-                      "top_p=0.9 <= 2x plain sampling. The filtered figure assumes the candidates fit in shared "
-                      "memory, as for top_k <= 256 on rows like the tests'; otherwise the general path adds its "
-                      "radix passes and a tile pass.)", ""]
+                      "top_p=0.9 <= 2x plain sampling. The filtered figures assume the candidates fit in shared "
+                      "memory (2048), as for top_k <= 256 on rows like the tests': with the prefix's bound "
+                      "(~top_k x row / 16 KB candidates), or else with the whole row's (the figure in brackets); "
+                      "when neither fits, the general path adds its radix passes and a tile pass.)", ""]
 
 
 def format_report(results: list[KernelResult], unlisted: list[str], header: list[str], V: int,

@@ -2,11 +2,14 @@
 // masked_sample / sample_proposals: one block per row, the thresholds and the draw in one
 // kernel, no host synchronization. Torch-free.
 //
-//  pass 1   stream the row: each thread's max (the row max, validity); a block radix
-//           select over the kThreads thread maxima gives the top_k-th largest of them, a
-//           lower bound of tau_k (candidate_bound)
-//  pass 2   stream the row again: every token >= the bound is a candidate, appended to
-//           shared memory (32-bit atomics on a counter only, for the few candidates)
+//  bound    a prefix of the row (each thread's first 4 vectors): a block radix select
+//           over the kThreads thread maxima gives the top_k-th largest of them, a lower
+//           bound of tau_k for the whole row (candidate_bound; min_p's from the prefix max)
+//  pass 1   stream the row: each thread's max (the row max, validity), and every token >=
+//           the bound is a candidate, appended to shared memory (32-bit atomics on a counter
+//           only, for the few candidates); when they fit, the row was read once
+//  pass 2   else: the same bound from the whole row's thread maxima, and the row streamed
+//           again for its candidates
 //  select   candidates sorted (bitonic, logit descending, index ascending): tau_k, tau_p
 //           (a block scan of integer masses) and tau_min are cuts of that list; the
 //           survivors re-sorted by index, their float64 prefix (block scan), the draws
@@ -52,17 +55,21 @@ struct FilterShared {
 // kStreamVecs vectors at a time (the loads issued before any is used: 8 x 16 B in flight per
 // thread, as the kernel keeps 2 blocks per SM), then the head, the
 // tail and [MASK]'s item element by element (threads 0, 1, 2).
+// With prefix, only the first kPrefixVecs x kThreads body items (16 KB of the row: the
+// speculative bound's sample).
+constexpr int kPrefixVecs = 4;
 template <typename T, int kThreads, typename Visit>
-EDLM_DEVICE void for_each_logit(const RowView<T>& rv, int64_t mask_id, const Visit& visit) {
+EDLM_DEVICE void for_each_logit(const RowView<T>& rv, int64_t mask_id, const Visit& visit, bool prefix = false) {
   constexpr int kVec = VecTraits<T>::kVec, kStreamVecs = 8;
   const int64_t mask_item = mask_id < rv.head ? 0 : 1 + (mask_id - rv.head) / kVec;
-  for (int64_t w0 = 1 + threadIdx.x; w0 <= rv.nbody; w0 += kStreamVecs * kThreads) {
+  const int64_t last = prefix && rv.nbody > kPrefixVecs * kThreads ? kPrefixVecs * kThreads : rv.nbody;
+  for (int64_t w0 = 1 + threadIdx.x; w0 <= last; w0 += kStreamVecs * kThreads) {
     uint4 raw[kStreamVecs];
     bool have[kStreamVecs];
 #pragma unroll
     for (int j = 0; j < kStreamVecs; ++j) {
       const int64_t w = w0 + j * kThreads;
-      have[j] = w <= rv.nbody && w != mask_item;
+      have[j] = w <= last && w != mask_item;
       raw[j] = have[j] ? rv.body(w) : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
@@ -73,6 +80,7 @@ EDLM_DEVICE void for_each_logit(const RowView<T>& rv, int64_t mask_id, const Vis
       for (int e = 0; e < kVec; ++e) visit(start + e, VecTraits<T>::element(raw[j], e));
     }
   }
+  if (prefix) return;
   // (a select, not an array indexed by the thread: that would live in local memory)
   const int64_t w = threadIdx.x == 0   ? 0
                     : threadIdx.x == 1 ? (rv.nitems - 1 > rv.nbody ? rv.nitems - 1 : -1)
@@ -267,43 +275,76 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
   const T* row_ptr = logits + b * sb + l * sl;
   const RowView<T> rv(row_ptr, V);
-  // pass 1: the thread maxima, the row max, validity (NaN / +inf)
+  const int64_t cap = candidate_capacity(V);
+  uint64_t* cand = reinterpret_cast<uint64_t*>(dyn);
+  // (the top_k-th largest of the thread maxima: top_k tokens are >= it)
+  auto kth_thread_max = [&](float tm) {
+    float lb_k = -INFINITY;
+    if (f.top_k > 0 && f.top_k <= kThreads) {
+      const int64_t finite = block_sum<kThreads>(static_cast<int64_t>(tm != -INFINITY), sh.iscratch);
+      if (f.top_k <= finite)
+        lb_k = key_value(block_radix_select<kThreads, uint32_t>(
+                             [&](auto add) { add(order_key(tm), tm != -INFINITY); }, static_cast<uint64_t>(f.top_k),
+                             sh.radix)
+                             .tau);
+    }
+    return lb_k;
+  };
+  auto gather = [&](float lb, int64_t i, float v) {
+    if (v >= lb) {
+      const int slot = atomicAdd(&sh.count, 1);
+      if (slot < cap) cand[slot] = candidate_word(order_key(v), static_cast<int32_t>(i));
+    }
+  };
+  // the speculative bound, from a prefix of the row (each thread's first kPrefixVecs
+  // vectors): a valid bound for the whole row, that pass 1 gathers against
+  float lb0 = -INFINITY;
+  if ((f.top_k > 0 && f.top_k <= kThreads) || (f.min_p > 0.0 && f.top_p == 1.0)) {
+    float t0 = -INFINITY;
+    for_each_logit<T, kThreads>(rv, mask_id, [&](int64_t, float v) { t0 = fmaxf(t0, v); }, true);
+    const float m0 = block_max<kThreads>(t0, sh.base.fscratch);
+    lb0 = m0 == -INFINITY ? -INFINITY : candidate_bound(f, kth_thread_max(t0), m0, inv_t);
+  }
+  // pass 1: the thread maxima, the row max, validity (NaN / +inf), the candidates >= lb0
   float tmax = -INFINITY;
   bool nan = false;
-  for_each_logit<T, kThreads>(rv, mask_id, [&](int64_t, float v) {
-    nan |= v != v;
-    tmax = fmaxf(tmax, v);
-  });
-  if (threadIdx.x == 0) sh.base.flag = 0;
-  const float m = block_max<kThreads>(tmax, sh.base.fscratch);  // syncs: the init is visible after
+  if (threadIdx.x == 0) {
+    sh.base.flag = 0;
+    sh.count = 0;
+  }
+  __syncthreads();
+  if (lb0 != -INFINITY) {
+    for_each_logit<T, kThreads>(rv, mask_id, [&](int64_t i, float v) {
+      nan |= v != v;
+      tmax = fmaxf(tmax, v);
+      gather(lb0, i, v);
+    });
+  } else {
+    for_each_logit<T, kThreads>(rv, mask_id, [&](int64_t, float v) {
+      nan |= v != v;
+      tmax = fmaxf(tmax, v);
+    });
+  }
+  const float m = block_max<kThreads>(tmax, sh.base.fscratch);  // syncs: flag and count are visible after
   if (nan) atomicOr(&sh.base.flag, 1);
   __syncthreads();
-  if (sh.base.flag || m == -INFINITY || m == INFINITY) {
+  const int n0 = sh.count;
+  const bool bad = sh.base.flag != 0;
+  __syncthreads();  // (every thread has read sh.count and sh.base.flag)
+  if (bad || m == -INFINITY || m == INFINITY) {
     out.write_all<kThreads>(mask_id, NAN, NAN);
     return;
   }
-  float lb_k = -INFINITY;  // the top_k-th largest thread max: top_k tokens are >= it
-  if (f.top_k > 0 && f.top_k <= kThreads) {
-    const int64_t finite = block_sum<kThreads>(static_cast<int64_t>(tmax != -INFINITY), sh.iscratch);
-    if (f.top_k <= finite)
-      lb_k = key_value(block_radix_select<kThreads, uint32_t>(
-                           [&](auto add) { add(order_key(tmax), tmax != -INFINITY); }, static_cast<uint64_t>(f.top_k),
-                           sh.radix)
-                           .tau);
+  if (lb0 != -INFINITY && n0 <= cap) {  // the row read once
+    sample_candidates<T, kThreads, greedy>(cand, n0, m, f, c, inv_t, rng, out, sh);
+    return;
   }
-  const float lb = candidate_bound(f, lb_k, m, inv_t);
-  uint64_t* cand = reinterpret_cast<uint64_t*>(dyn);
+  const float lb = candidate_bound(f, kth_thread_max(tmax), m, inv_t);
   if (lb != -INFINITY) {
-    // pass 2: gather the candidates
-    const int64_t cap = candidate_capacity(V);
+    // pass 2: gather the candidates against the whole row's bound
     if (threadIdx.x == 0) sh.count = 0;
     __syncthreads();
-    for_each_logit<T, kThreads>(rv, mask_id, [&](int64_t i, float v) {
-      if (v >= lb) {
-        const int slot = atomicAdd(&sh.count, 1);
-        if (slot < cap) cand[slot] = candidate_word(order_key(v), static_cast<int32_t>(i));
-      }
-    });
+    for_each_logit<T, kThreads>(rv, mask_id, [&](int64_t i, float v) { gather(lb, i, v); });
     __syncthreads();
     const int n = sh.count;
     __syncthreads();  // (every thread has read sh.count)
