@@ -140,6 +140,15 @@ namespace cpu_detail {
 #endif
 constexpr int64_t kPrefetchBytes = EDLM_PREFETCH_BYTES;
 
+// Prefetches the tile kPrefetchBytes past the one at element `start` (a read).
+inline void prefetch_tile_ahead(const RowSource& src, int64_t start) {
+#if defined(__GNUC__)
+  const int64_t esize = src.dtype == DType::kFloat32 ? 4 : 2;
+  const char* ahead = static_cast<const char*>(src.data) + start * esize + kPrefetchBytes;
+  for (int64_t off = 0; off < cpu::kTile * esize; off += 64) __builtin_prefetch(ahead + off, 0, EDLM_PREFETCH_HINT);
+#endif
+}
+
 // Tile t of the row as kTile float32 values: a pointer into the row itself (a full float32
 // tile without [MASK]) or into buf (kTile floats; decoded, padded with -inf, [MASK] = -inf); sets *mt
 // to the tile max and *bad on +inf (NaN: see cpu::tile_max). One read of the tile's memory.
@@ -150,9 +159,7 @@ inline const float* load_tile(const RowSource& src, int64_t V, int64_t mask_id, 
   const bool patch = mask_id >= start && mask_id < start + n;
   const int64_t esize = src.dtype == DType::kFloat32 ? 4 : 2;
   const char* bytes = static_cast<const char*>(src.data) + start * esize;
-#if defined(__GNUC__)
-  for (int64_t off = 0; off < cpu::kTile * esize; off += 64) __builtin_prefetch(bytes + kPrefetchBytes + off, 0, EDLM_PREFETCH_HINT);
-#endif
+  prefetch_tile_ahead(src, start);
   if (n == cpu::kTile && !patch) {
     if (src.dtype == DType::kFloat32) {
       const float* x = reinterpret_cast<const float*>(bytes);
@@ -508,6 +515,7 @@ inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id
     const bool patch = mask_id >= start && mask_id < start + len;
     float* x = f32 ? s.buf.data() : s.row.data() + start;
     if (!f32 && gm == nullptr) return x;  // decoded by pass 1
+    if (gm != nullptr) cpu_detail::prefetch_tile_ahead(src, start);  // pass 1 reads the row from memory
     if (len == cpu::kTile && !patch) {
       if (f32) {
         if (gm != nullptr) *mt = cpu::tile_max_groups(f32_row + start, cpu::kTile, bad, gm);

@@ -36,7 +36,9 @@ inline uint32_t radix_select(const uint32_t* keys, int64_t n, const Measure& mea
   std::vector<uint64_t> sub_measure;
   for (int d = 0, shift = 24; d < digits; ++d, shift -= 8) {
     uint64_t hist[kRadixBins] = {};
-    if (d == 0) {  // four histograms, so that runs of equal digits do not wait on each other
+    if (d == 0 && n < 4096) {
+      for (int64_t i = 0; i < n; ++i) hist[keys[i] >> 24] += measure(i);
+    } else if (d == 0) {  // four histograms, so that runs of equal digits do not wait on each other
       uint64_t h4[4][kRadixBins] = {};
       int64_t i = 0;
       for (; i + 4 <= n; i += 4)
