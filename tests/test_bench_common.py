@@ -25,7 +25,7 @@ def test_every_benchmark_takes_the_common_options(which, capsys):
         cli_main(["bench", which, "--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--device", "--quick", "--csv"):
+    for flag in ("--device", "--quick", "--csv", "--threads"):
         assert flag in text, f"bench {which} has no {flag}"
     assert "{auto,cpu,cuda}" in text
 

@@ -144,21 +144,18 @@ def run(loop: str, impl: str, V: int, B: int, L: int, steps: int, device, repeat
 
 def main(argv=None) -> int:
     ap = ArgumentParser(prog="bench_generation.py", description=__doc__.split("\n\n")[0])
-    common.add_common_args(ap, quick_help="smoke test: V = 1000, 4 steps, one repeat, no CSV unless --csv")
+    common.add_common_args(ap, quick_help="smoke test: V = 1000, 4 steps, one repeat, no CSV unless --csv",
+                           threads_default=1)
     ap.add_argument("--vocab", default="50258,126464")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--loops", default="mdlm,llada,fast_dllm,dream")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="CPU threads (torch.set_num_threads; 1 is steadiest on a shared machine)")
     a = ap.parse_args(argv)
     device, out = common.resolve(a, ap, "generation")  # (checked before minutes of benchmarking)
     if a.quick:
         a.vocab, a.steps, a.repeats = "1000", 4, 1
-    if device.type == "cpu":
-        torch.set_num_threads(a.threads)
     meta = dict(common.common_fields(device), threads=torch.get_num_threads(), repeats=a.repeats)
     rows = []
     print(f"{'loop':9} {'V':>7} {'impl':9} {'calls':>5} {'model ms':>10} {'sampling ms':>12} {'total ms':>10} "

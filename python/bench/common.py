@@ -2,9 +2,10 @@
 command-line options every ``bench_*.py`` takes (so ``python -m edlm_ext bench <which>
 --device cuda --quick --csv F`` works for each of them).
 
-* ``add_common_args(parser)``: ``--device {auto,cpu,cuda}``, ``--quick``, ``--csv FILE``;
-  ``resolve(args, parser, name)`` turns them into a ``torch.device`` and an output path,
-  checked before any work (a bad path or ``--device cuda`` without CUDA is a usage error).
+* ``add_common_args(parser)``: ``--device {auto,cpu,cuda}``, ``--quick``, ``--csv FILE``,
+  ``--threads N``; ``resolve(args, parser, name)`` turns them into a ``torch.device`` and an
+  output path, checked before any work (a bad path or ``--device cuda`` without CUDA is a
+  usage error), and sets torch's CPU threads.
 * ``time_ms(fn, device, warmup, repeats)``: the median of ``repeats`` calls, timed with CUDA
   events on a GPU and ``time.perf_counter`` on the CPU; ``timed(...)`` also reports the
   share of the CPU the process got while it ran (the development machine is shared: a
@@ -44,13 +45,18 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # Options
 
 
-def add_common_args(p: argparse.ArgumentParser, *, quick_help: str = "smoke test: tiny shapes, few repeats") -> None:
-    """--device, --quick, --csv: the options every benchmark takes."""
+def add_common_args(p: argparse.ArgumentParser, *, quick_help: str = "smoke test: tiny shapes, few repeats",
+                    threads_default: int | None = None) -> None:
+    """--device, --quick, --csv, --threads: the options every benchmark takes."""
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: cuda if available, else cpu (default: auto)")
     p.add_argument("--quick", action="store_true", help=quick_help)
     p.add_argument("--csv", type=Path, default=None,
                    help="output CSV (default: python/bench/results/bench_<name>_<device>.csv; with --quick, none)")
+    p.add_argument("--threads", type=int, default=threads_default,
+                   help="CPU threads (torch.set_num_threads; 1 is steadiest on a shared machine, where a "
+                        "descheduled thread stalls the others at every parallel region's barrier; default: "
+                        + (str(threads_default) if threads_default else "torch's") + ")")
 
 
 def resolve(args: argparse.Namespace, p: argparse.ArgumentParser, name: str) -> tuple[torch.device, Path | None]:
@@ -62,6 +68,10 @@ def resolve(args: argparse.Namespace, p: argparse.ArgumentParser, name: str) -> 
         p.error("--device cuda: CUDA is not available in this torch build or on this machine")
     else:
         device = torch.device(args.device)
+    if args.threads is not None:
+        if args.threads < 1:
+            p.error(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     path = args.csv
     if path is None and not args.quick:
         path = RESULTS_DIR / f"bench_{name}_{device.type}.csv"
