@@ -362,14 +362,19 @@ def importance_resample(
     rng = rng_tensor(log_w.device, generator, seed)
     out = ResampleResult(*torch.ops.edlm_ext.importance_resample(log_w, proposals, rng))
     if check and _can_check(log_w):
-        bad = torch.isnan(out.log_z)
-        if bool(bad.any()):
-            b = int(bad.nonzero()[0])
-            row = log_w[b]
-            why = ("contains NaN" if bool(torch.isnan(row).any()) else
-                   "contains +inf" if bool(torch.isposinf(row).any()) else "is all -inf (no candidate has weight)")
-            raise ValueError(f"{op}: log_w[{b}] {why}")
+        _raise_for_invalid_weights(log_w, out.log_z)
     return out
+
+
+def _raise_for_invalid_weights(log_w, log_z):
+    """The kernels mark an invalid row with log_z = NaN; find the first and say why."""
+    bad = torch.isnan(log_z)
+    if bool(bad.any()):
+        b = int(bad.nonzero()[0])
+        row = log_w[b]
+        why = ("contains NaN" if bool(torch.isnan(row).any()) else
+               "contains +inf" if bool(torch.isposinf(row).any()) else "is all -inf (no candidate has weight)")
+        raise ValueError(f"importance_resample: log_w[{b}] {why}")
 
 
 def _importance_resample_outputs(log_w, proposals):
@@ -441,7 +446,8 @@ def unmask(
     _tensor(x_t, "x_t", op)
     _tensor(x0, "x0", op)
     mask_id = _int64_arg(mask_id, "mask_id", op)
-    if isinstance(p, torch.Tensor):
+    p_is_tensor = isinstance(p, torch.Tensor)
+    if p_is_tensor:
         p = p.detach()
     elif _is_number(p):  # a Python number: the op only ever sees the tensor made of it
         if not 0.0 <= p <= 1.0:  # also rejects NaN
@@ -451,7 +457,7 @@ def unmask(
         raise TypeError(f"{op}: p must be a float or a tensor [B], got {type(p).__name__}")
     rng = rng_tensor(x_t.device, generator, seed)
     out = torch.ops.edlm_ext.unmask(x_t, x0, mask_id, p, rng)
-    if check and _can_check(p) and p.numel() and not bool(((p >= 0) & (p <= 1)).all()):
+    if p_is_tensor and check and _can_check(p) and p.numel() and not bool(((p >= 0) & (p <= 1)).all()):
         bad = int((~((p >= 0) & (p <= 1))).nonzero()[0, 0])
         raise ValueError(f"{op}: p must lie in [0, 1], got p[{bad}] = {float(p[bad]):.6g}")
     return out

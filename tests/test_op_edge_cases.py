@@ -221,7 +221,7 @@ class _CountingEnergy:
     def __init__(self):
         self.calls = 0
 
-    def __call__(self, candidates, x_t):
+    def __call__(self, candidates, x_t, *, log_q, mask_id):
         self.calls += 1
         return torch.zeros(candidates.shape[0])
 
