@@ -24,9 +24,8 @@ from .ops import (
     unmask,
     unmask_confident,
 )
+from ._version import __version__
 from .sampler import ISDiagnostics, SampleOutput, SampleStats, propose_and_resample, sample
-
-__version__ = "0.1.0"
 
 
 def build_info() -> dict:
