@@ -20,7 +20,6 @@ whole contract and skip the data-dependent checks, as under torch.compile.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch

@@ -1,4 +1,4 @@
-"""EDLM exactness by enumeration (DESIGN §5).
+"""EDLM exactness by enumeration (docs/DESIGN.md §5).
 
 A known joint p over L = 4 positions (tokens 0..2), a denoiser giving its exact
 conditional marginals p(x_i | unmasked tokens of x_t) (the factorized proposal q), and
@@ -7,7 +7,7 @@ is enumerated: the true conditional p(x0 | x_t), what each energy converges to a
 number of proposals k grows (the normalized q · exp(-E)), and the exact law of the
 resampled x0 at finite k. The draws of propose_and_resample must follow the exact
 finite-k law of the true target; each defect (the old carry-over AR energy, and those of
-the public reference code, DESIGN §1) must miss it.
+the public reference code, docs/DESIGN.md §1) must miss it.
 
 Patterns put unmasked tokens before, between and after masked ones: an AR term at an
 unmasked position depends on the masked candidates to its left, so an energy that

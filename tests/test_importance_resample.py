@@ -45,7 +45,7 @@ def test_index_frequencies_match_the_weights(device):
     assert counts[3] == 0
     assert chisquare_pvalue(counts, p) > CHI2_ALPHA
     assert torch.equal(out.chosen[:, 0], out.index)
-    # The same check rejects softmax(+log_w) (the sign bug of DESIGN §1).
+    # The same check rejects softmax(+log_w) (the sign bug of docs/DESIGN.md §1).
     assert chisquare_pvalue(counts, torch.softmax(-log_w.nan_to_num(neginf=-50), 0).numpy()) < CHI2_ALPHA
 
 

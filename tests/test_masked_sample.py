@@ -1,5 +1,5 @@
 """masked_sample against the float64 reference: same uniforms -> same tokens,
-log-probabilities to float32 tolerance, and the semantics of DESIGN §4."""
+log-probabilities to float32 tolerance, and the semantics of docs/DESIGN.md §4."""
 import pytest
 import torch
 
