@@ -491,6 +491,7 @@ def _parser() -> ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=200, help="linear warmup steps")
+    ap.add_argument("--weight-decay", type=float, default=0.01, help="AdamW's (decoupled) weight decay")
     ap.add_argument("--eval-every", type=int, default=200, help="validate and checkpoint every N steps")
     ap.add_argument("--eval-batches", type=int, default=8)
     ap.add_argument("--threads", type=int, default=0)
@@ -506,7 +507,8 @@ def _parser() -> ArgumentParser:
 
 def _main(a) -> int:
     cfg = TrainConfig(kind=a.kind, out=a.out, minutes=a.minutes, steps=a.steps, seq_len=a.seq_len,
-                      batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, eval_every=a.eval_every,
+                      batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, weight_decay=a.weight_decay,
+                      eval_every=a.eval_every,
                       eval_batches=a.eval_batches, threads=a.threads, seed=a.seed, denoiser=a.denoiser,
                       tokenizer=a.tokenizer, init=a.init,
                       model=ModelConfig(d_model=a.d_model, n_layers=a.layers, n_heads=a.heads,
