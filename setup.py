@@ -12,6 +12,7 @@ Environment:
 Install with the torch you already have:  pip install --no-build-isolation .
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
+# The one version string, in edlm_ext/_version.py (read as text: edlm_ext cannot be imported before it is built).
+VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "edlm_ext" / "_version.py").read_text()).group(1)
 
 
 def find_nvcc():
@@ -100,7 +103,7 @@ class CMakeBuild(build_ext):
 
 setup(
     name="edlm_ext",
-    version="0.1.0",
+    version=VERSION,
     description="Exact, fast sampling kernels and the EDLM sampler for masked diffusion LMs",
     packages=find_packages(include=["edlm_ext", "edlm_ext.*"]),
     ext_modules=[CMakeExtension("edlm_ext._C")],

@@ -15,7 +15,6 @@ python -m edlm_ext sample ... (edlm_ext.cli; works under torchrun).
 import torch  # noqa: F401  (loads libtorch before the extension)
 
 from . import _C  # noqa: F401  (registers torch.ops.edlm_ext.*)
-from . import _fake  # noqa: F401  (fake kernels for torch.compile)
 from .energy import AREnergy, NCEEnergy, train_nce
 from .ops import (
     ResampleResult,
@@ -25,9 +24,8 @@ from .ops import (
     unmask,
     unmask_confident,
 )
+from ._version import __version__
 from .sampler import ISDiagnostics, SampleOutput, SampleStats, propose_and_resample, sample
-
-__version__ = "0.1.0"
 
 
 def build_info() -> dict:

@@ -4,7 +4,8 @@
 prints texts); a missing shipped file is an error that names it. ``--models tiny``
 uses the tiny randomly initialised models of :mod:`edlm_ext.models` instead (the
 same weights on every rank, from ``--model-seed``). ``eval`` scores a JSONL of samples; ``train`` runs :mod:`edlm_ext.train`;
-``bench`` runs a kernel microbenchmark of python/bench (source checkouts). Under ``torchrun --nproc-per-node N``
+``bench`` runs a kernel microbenchmark of python/bench (``train`` and ``bench`` need a source
+checkout: the corpus and the benchmarks are not installed with the package, and say so). Under ``torchrun --nproc-per-node N``
 the samples are split across ranks (gloo on CPU, nccl on GPU) and rank 0 writes all of
 them to ``--output``: one JSON object per line, ``{"index": i, "rank": r, "tokens": [...]}``, in index
 order. Each rank draws from its own stream (seed, rank), so samples depend on N.
@@ -23,14 +24,13 @@ import sys
 
 import torch
 
-from . import atomic
+from . import atomic, paths
 from ._cli_util import ArgumentParser, finite_float, int_at_least, run
+from .devices import parse_device
 from .errors import InputError
 
 METHODS = ("mdlm", "edlm-ar", "edlm-nce")
 BENCHES = ("sampling", "proposals", "unmask", "generation")
-BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python", "bench")
-ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 
 
 # The sampler's generator is seeded with seed * 65537 + rank, which must stay below 2^64.
@@ -38,7 +38,7 @@ SEED_MAX = (2**64 - 1) // 65537 - 1
 
 
 def _shipped_available() -> bool:
-    return all(os.path.exists(os.path.join(ASSETS, m, "model.safetensors")) for m in ("denoiser", "ar"))
+    return all(os.path.exists(os.path.join(paths.ASSETS, m, "model.safetensors")) for m in ("denoiser", "ar"))
 
 
 def _check_shipped(models: tuple[str, ...]) -> None:
@@ -46,7 +46,7 @@ def _check_shipped(models: tuple[str, ...]) -> None:
     InputError naming the first missing one and how to get it."""
     from . import data
 
-    files = [os.path.join(ASSETS, m, f) for m in models for f in ("config.json", "model.safetensors")]
+    files = [os.path.join(paths.ASSETS, m, f) for m in models for f in ("config.json", "model.safetensors")]
     files.append(str(data.TOKENIZER_FILE))
     for f in files:
         if not os.path.isfile(f):
@@ -60,29 +60,6 @@ def _check_shipped(models: tuple[str, ...]) -> None:
 
 def _models_for(method: str) -> tuple[str, ...]:
     return {"mdlm": ("denoiser",), "edlm-ar": ("denoiser", "ar"), "edlm-nce": ("denoiser", "nce")}[method]
-
-
-def _device(text: str) -> torch.device:
-    """--device as a torch.device this build can run on (InputError otherwise)."""
-    try:
-        dev = torch.device(text)
-    except RuntimeError:
-        raise InputError(f"--device: unknown device {text!r} (use cpu, cuda or cuda:N)") from None
-    if dev.type == "cpu":
-        return dev
-    if dev.type != "cuda":
-        raise InputError(f"--device {text}: edlm_ext runs on cpu or cuda, not {dev.type}")
-    import edlm_ext
-
-    if not torch.cuda.is_available():
-        raise InputError(f"--device {text}: no CUDA device is available (torch {torch.__version__}"
-                         f"{', a CPU-only build' if torch.version.cuda is None else ''})")
-    if "cuda" not in edlm_ext.build_info()["backends"]:
-        raise InputError(f"--device {text}: this edlm_ext was built without its CUDA kernels "
-                         "(rebuild with EDLM_CUDA=1, see README 'Building')")
-    if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise InputError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) here")
-    return dev
 
 
 def _temperature(text: str) -> float:
@@ -106,16 +83,16 @@ def _build(method: str, vocab_size: int, seq_len: int, model_seed: int, device: 
 
     if models == "shipped":
         from .data import load_tokenizer, special_ids
-        from .train import load_model
+        from .models import load_model
 
         tok = load_tokenizer()
         eot, mask_id = special_ids(tok)
-        denoiser = load_model(os.path.join(ASSETS, "denoiser")).to(device)
+        denoiser = load_model(os.path.join(paths.ASSETS, "denoiser")).to(device)
         energy = None
         if method == "edlm-ar":
-            energy = AREnergy(load_model(os.path.join(ASSETS, "ar")).to(device), bos_id=eot)
+            energy = AREnergy(load_model(os.path.join(paths.ASSETS, "ar")).to(device), bos_id=eot)
         elif method == "edlm-nce":
-            energy = NCEEnergy(load_model(os.path.join(ASSETS, "nce")).to(device))
+            energy = NCEEnergy(load_model(os.path.join(paths.ASSETS, "nce")).to(device))
         return denoiser, energy, mask_id, (tok, eot)
     from .models import TinyAR, TinyDenoiser
 
@@ -184,16 +161,16 @@ def _check_args(a) -> None:
         raise InputError("--prompt needs --models shipped")
     if a.method == "edlm-nce" and a.models != "shipped":
         raise InputError("--method edlm-nce needs --models shipped")
-    _device(a.device)
+    parse_device(a.device)
     if a.output:
         atomic.check_output_file(a.output, "--output")
     if a.models == "shipped":
-        from .train import read_model_config
+        from .models import read_model_config
 
         models = _models_for(a.method)
         _check_shipped(models)
         for m in models:  # (also checks each config.json)
-            max_len = read_model_config(os.path.join(ASSETS, m))["max_len"]
+            max_len = read_model_config(os.path.join(paths.ASSETS, m))["max_len"]
             if a.seq_len > max_len:
                 raise InputError(f"--seq-len {a.seq_len} exceeds the shipped {m} model's maximum length {max_len}")
 
@@ -262,13 +239,13 @@ def _report(records, stats, text, a) -> None:
 def cmd_eval(a) -> int:
     from .data import load_tokenizer, special_ids
     from .evaluate import evaluate
-    from .train import load_model, read_model_config
+    from .models import load_model, read_model_config
 
     _check_shipped(("ar",))
     tok = load_tokenizer()
     eot, _ = special_ids(tok)
     tokens = read_samples(a.input, tok.get_vocab_size())
-    max_len = read_model_config(os.path.join(ASSETS, "ar"))["max_len"]
+    max_len = read_model_config(os.path.join(paths.ASSETS, "ar"))["max_len"]
     if tokens.shape[1] > max_len:
         raise InputError(f"{a.input}: samples of {tokens.shape[1]} tokens exceed the AR model's maximum length "
                          f"{max_len}")
@@ -280,7 +257,7 @@ def cmd_eval(a) -> int:
             judge = SmolLM2Judge()
         except ImportError as e:
             raise InputError(f"--judge: {e}") from None
-    m = evaluate(tokens, tok, eot, ar_model=load_model(os.path.join(ASSETS, "ar")), judge=judge)
+    m = evaluate(tokens, tok, eot, ar_model=load_model(os.path.join(paths.ASSETS, "ar")), judge=judge)
     print(f"samples={tokens.shape[0]} " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
     return 0
 
@@ -337,10 +314,9 @@ def cmd_bench(a) -> int:
     """Run python/bench/bench_<which>.py's main with the remaining arguments."""
     import importlib.util
 
-    path = os.path.join(BENCH_DIR, f"bench_{a.which}.py")
+    path = os.path.join(paths.bench_dir(), f"bench_{a.which}.py")
     if not os.path.exists(path):
-        raise InputError(f"bench: {path} not found; the benchmarks live in the source checkout "
-                         "(git clone, then python -m edlm_ext bench ... from it)")
+        raise InputError(f"bench: {path} not found (a source checkout without python/bench?)")
     spec = importlib.util.spec_from_file_location(f"edlm_bench_{a.which}", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses in the script look their module up there

@@ -18,23 +18,22 @@ from pathlib import Path
 
 import torch
 
+from . import paths
 from .errors import InputError
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS_DIR = REPO / "data" / "austen"
-ASSETS = Path(__file__).resolve().parent / "assets"
-TOKENIZER_FILE = ASSETS / "austen-bpe-8k.json"
+TOKENIZER_FILE = paths.ASSETS / "austen-bpe-8k.json"
 EOT, MASK = "<|endoftext|>", "[MASK]"
 SPLITS = ("train", "valid")
 
 
 def corpus(split: str = "train") -> list[str]:
-    """The paragraphs of a split of the Austen corpus."""
+    """The paragraphs of a split of the Austen corpus (a source checkout's data/austen;
+    InputError from an installed package, or when the file is missing)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    path = CORPUS_DIR / f"{split}.txt"
+    path = paths.corpus_dir() / f"{split}.txt"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run python python/data/prepare_austen.py")
+        raise InputError(f"{path} is missing: run python python/data/prepare_austen.py (or `git checkout data`)")
     return [line for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -1,17 +1,29 @@
 """Energies for EDLM (lower = more likely) and NCE training of a learned one.
 
-Protocol: ``energy(candidates [N, L], x_t [N, L]) -> E [N]``. Energies that set
-``needs_log_q = True`` are also called with ``log_q=[N]`` (the proposal's
-log-probability of each candidate) and ``mask_id=`` (EDLM-AR uses log_q).
+Every energy follows one protocol, :class:`Energy`:
+``energy(candidates [N, L], x_t [N, L], *, log_q [N], mask_id) -> E [N]``, where log_q
+is the float64 log-probability of each candidate under the proposal (a sum over the
+positions masked in x_t) and mask_id the [MASK] id; an energy uses what it needs
+(EDLM-AR uses log_q) and ignores the rest. How many candidates one call receives is
+the sampler's ``energy_chunk`` (the one memory knob).
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Protocol
 
 import torch
 import torch.nn.functional as F
 
 from .ops import sample_proposals
+
+
+class Energy(Protocol):
+    """The energy protocol of :func:`edlm_ext.sample` and :func:`edlm_ext.propose_and_resample`."""
+
+    def __call__(self, candidates: torch.Tensor, x_t: torch.Tensor, *, log_q: torch.Tensor,
+                 mask_id: int) -> torch.Tensor:
+        """E [N] (any float dtype; lower = more likely) of candidates [N, L] int64 (x_t's
+        unmasked tokens copied) given x_t [N, L] and log_q [N] float64."""
 
 
 class AREnergy:
@@ -47,41 +59,33 @@ class AREnergy:
             scored too. Else position 0 has no AR term, which is exact only while
             position 0 is unmasked in x_t (a prompt): a candidate that fills position 0
             is refused (ValueError), since its first token would go unscored.
-        chunk: at most this many candidates per ar_logits_fn call (memory budget).
+
+    ar_logits_fn sees the candidates of one energy call at once; the sampler's
+    ``energy_chunk`` bounds how many.
     """
 
-    needs_log_q = True
-
-    def __init__(self, ar_logits_fn: Callable[[torch.Tensor], torch.Tensor], bos_id: int | None = None,
-                 chunk: int | None = None):
-        if chunk is not None and chunk < 1:
-            raise ValueError(f"chunk must be >= 1 or None, got {chunk}")
+    def __init__(self, ar_logits_fn: Callable[[torch.Tensor], torch.Tensor], bos_id: int | None = None):
         self.ar_logits_fn = ar_logits_fn
         self.bos_id = bos_id
-        self.chunk = chunk
 
     @torch.no_grad()
     def ar_log_probs(self, ids: torch.Tensor) -> torch.Tensor:
         """Per-position AR log-probabilities [N, L] (position 0 is 0 without a BOS)."""
         N, L = ids.shape
         out = torch.zeros(N, L, dtype=torch.float32, device=ids.device)
-        step = self.chunk or N
-        for start in range(0, N, step):
-            x = ids[start:start + step]
-            if self.bos_id is not None:
-                inp = torch.cat([torch.full_like(x[:, :1], self.bos_id), x[:, :-1]], dim=1)
-                lp = F.log_softmax(self.ar_logits_fn(inp).float(), dim=-1).gather(-1, x.unsqueeze(-1)).squeeze(-1)
-                out[start:start + step] = lp
-            else:
-                logits = self.ar_logits_fn(x).float()[:, :-1]
-                lp = F.log_softmax(logits, dim=-1).gather(-1, x[:, 1:].unsqueeze(-1)).squeeze(-1)
-                out[start:start + step, 1:] = lp
+        if self.bos_id is not None:
+            inp = torch.cat([torch.full_like(ids[:, :1], self.bos_id), ids[:, :-1]], dim=1)
+            out[:] = F.log_softmax(self.ar_logits_fn(inp).float(), dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+        else:
+            logits = self.ar_logits_fn(ids).float()[:, :-1]
+            out[:, 1:] = F.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
         return out
 
     def __call__(self, candidates: torch.Tensor, x_t: torch.Tensor, *, log_q: torch.Tensor,
                  mask_id: int | None = None) -> torch.Tensor:
-        """E [N] of candidates [N, L] (int64, x_t's unmasked tokens copied) given x_t [N, L]
-        and log_q [N]; ``mask_id`` is accepted for the energy protocol and not needed."""
+        """E [N] float64 of candidates [N, L] (int64, x_t's unmasked tokens copied) given
+        x_t [N, L] and log_q [N] (float64; other float dtypes are widened); ``mask_id`` is
+        part of the energy protocol and not needed."""
         if candidates.dim() != 2 or x_t.shape != candidates.shape:
             raise ValueError(f"candidates and x_t must both be [N, L], got {tuple(candidates.shape)} and "
                              f"{tuple(x_t.shape)}")
@@ -92,25 +96,24 @@ class AREnergy:
                              "masked in x_t): pass bos_id= (the id the AR model reads before the first token) "
                              "or keep position 0 fixed (a prompt)")
         lp = self.ar_log_probs(candidates)
-        return -lp.sum(-1, dtype=torch.float64).float() + log_q.float()
+        return -lp.sum(-1, dtype=torch.float64) + log_q.to(torch.float64)
 
 
 class NCEEnergy:
     """EDLM-NCE: E = net(x0, x_t), a trained bidirectional network with a scalar output.
 
-    ``net(x0 [N, L], x_t [N, L]) -> [N]`` (or [N, 1]); evaluated without gradients.
+    ``net(x0 [N, L], x_t [N, L]) -> [N]`` (or [N, 1]); evaluated without gradients, on the
+    candidates of one energy call at once (the sampler's ``energy_chunk`` bounds how many).
     """
 
-    def __init__(self, net: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], chunk: int | None = None):
+    def __init__(self, net: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
         self.net = net
-        self.chunk = chunk
 
     @torch.no_grad()
-    def __call__(self, candidates: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
-        step = self.chunk or candidates.shape[0]
-        outs = [self.net(candidates[s:s + step], x_t[s:s + step]).reshape(-1).float()
-                for s in range(0, candidates.shape[0], step)]
-        return torch.cat(outs)
+    def __call__(self, candidates: torch.Tensor, x_t: torch.Tensor, *, log_q: torch.Tensor | None = None,
+                 mask_id: int | None = None) -> torch.Tensor:
+        """E [N] float32; log_q and mask_id (the energy protocol) are not needed."""
+        return self.net(candidates, x_t).reshape(-1).float()
 
 
 def nce_loss(e_pos: torch.Tensor, e_neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

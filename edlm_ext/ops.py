@@ -1,33 +1,40 @@
-"""Typed, documented wrappers over torch.ops.edlm_ext.*.
+"""Typed, documented wrappers over torch.ops.edlm_ext.*, each with its fake right under it.
 
-The wrappers validate arguments with clear Python exceptions (TypeError for a
-wrong type or dtype, ValueError for a wrong shape, device or value), pick the
-random stream (see edlm_ext._rng) and call the registered op, which the
+Each op's contract — every shape, dtype, device and range check — lives once, in C++
+(csrc/checks.h): the op runs it on every backend, and its fake here runs the same code
+(``edlm_ext._C.check_<op>``) on meta and fake tensors, so a wrong argument is the same
+TypeError / ValueError naming it whichever way the op is called. The wrappers add what
+C++ cannot see: the Python type of a scalar (a bool passed as an int, an int beyond int64,
+a float too large for one), the conversion of a Python number into a per-row tensor, and
+the data-dependent diagnosis of invalid rows (``check=True``: one host synchronization).
+They pick the random stream (see edlm_ext._rng) and call the registered op, which the
 dispatcher routes to the CPU or CUDA kernel.
 
+Each fake allocates the op's outputs with the op's ``_<op>_outputs`` helper; the C++
+entry allocates the same shapes (csrc/ops.h), and tests/test_op_registry.py's opcheck
+table compares the two on every case.
+
 The ops are not differentiable: outputs never carry a ``grad_fn`` (inputs that
-require grad are read detached). On meta tensors (shape inference) the wrappers
-run every shape, dtype and range check and skip the data-dependent ones, as under
-torch.compile.
+require grad are read detached). On meta tensors (shape inference) the ops run their
+whole contract and skip the data-dependent checks, as under torch.compile.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 
+from . import _C
 from ._rng import rng_tensor
 
-_LOGIT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
+_LIMITS = _C.limits()
 #: The valid sampling temperatures besides 0 (greedy): T in [1e-30, 1e30], inclusive.
 #: The kernels' float32 scale log2(e) / T stays a normal float there, so draws,
-#: logp and entropy are computed under T itself; csrc/checks.h holds the same range.
-TEMPERATURE_RANGE = (1e-30, 1e30)
+#: logp and entropy are computed under T itself (read from csrc/include/edlm/temperature.h).
+TEMPERATURE_RANGE = (_LIMITS["min_temperature"], _LIMITS["max_temperature"])
 #: top_p < 1 needs V <= MAX_TOP_P_VOCAB (the fixed-point mass counter, csrc/include/edlm/filter.h).
-MAX_TOP_P_VOCAB = 2**24 - 1
-_I64_MAX = 2**63 - 1
+MAX_TOP_P_VOCAB = _LIMITS["max_top_p_vocab"]
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
 
 def _is_compiling() -> bool:
@@ -42,10 +49,20 @@ def _can_check(t: torch.Tensor) -> bool:
     return t.device.type != "meta" and not _is_compiling()
 
 
+# ---------------------------------------------------------------------------
+# What C++ cannot see: the Python types of the arguments
+
+
 def _show(value) -> str:
     """A value for an error message (a huge int shortened)."""
     text = str(value)
     return text if len(text) <= 40 else f"{text[:12]}...({len(text)} digits)"
+
+
+def _tensor(value, name: str, op: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(value).__name__}")
+    return value
 
 
 def _float_arg(value, name: str, op: str) -> float:
@@ -58,62 +75,53 @@ def _float_arg(value, name: str, op: str) -> float:
         raise ValueError(f"{op}: {name} = {_show(value)} is too large for a float") from None
 
 
-def _int64_arg(value, name: str, op: str, minimum: int = 0) -> int:
-    """A Python int argument in [minimum, 2^63 - 1] (TypeError for other types)."""
+def _int64_arg(value, name: str, op: str, minimum: int | None = None) -> int:
+    """A Python int argument that fits in int64 (TypeError for other types, bools included);
+    `minimum` only for an int the op never sees (expanded into a tensor here)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__}")
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
-    if value > _I64_MAX:
+    if not _I64_MIN <= value <= _I64_MAX:
         raise ValueError(f"{op}: {name} = {_show(value)} does not fit in int64 (max 2^63 - 1)")
     return value
 
 
 def check_temperature(temperature, op: str) -> float:
-    """temperature as a float: 0 (greedy) or in TEMPERATURE_RANGE, else a ValueError naming it."""
+    """temperature as a float: 0 (greedy) or in TEMPERATURE_RANGE, else a ValueError naming
+    it (the ops' own rule, csrc/checks.h; for callers that check before any op runs)."""
     t = _float_arg(temperature, "temperature", op)
-    lo, hi = TEMPERATURE_RANGE
-    if not (t == 0.0 or lo <= t <= hi):  # also rejects NaN and +-inf
-        raise ValueError(f"{op}: temperature must be 0 (greedy) or in [{lo:g}, {hi:g}], got {temperature}")
+    _C.check_temperature(op, t)
     return t
 
 
-def _check_masked_inputs(logits, x_t, mask_id, temperature, op: str):
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"{op}: logits must be a torch.Tensor, got {type(logits).__name__}")
-    if not isinstance(x_t, torch.Tensor):
-        raise TypeError(f"{op}: x_t must be a torch.Tensor, got {type(x_t).__name__}")
-    if logits.dtype not in _LOGIT_DTYPES:
-        raise TypeError(f"{op}: logits must be float32, bfloat16 or float16, got {logits.dtype}")
-    if x_t.dtype != torch.int64:
-        raise TypeError(f"{op}: x_t must be int64, got {x_t.dtype}")
-    if logits.dim() != 3:
-        raise ValueError(f"{op}: logits must be [B, L, V], got shape {tuple(logits.shape)}")
-    B, L, V = logits.shape
-    if V == 0:
-        raise ValueError(f"{op}: logits has an empty vocabulary (V = 0)")
-    if tuple(x_t.shape) != (B, L):
-        raise ValueError(f"{op}: x_t must have shape [B, L] = {(B, L)}, got {tuple(x_t.shape)}")
-    if x_t.device != logits.device:
-        raise ValueError(f"{op}: x_t is on {x_t.device} but logits is on {logits.device}")
-    if isinstance(mask_id, bool) or not isinstance(mask_id, int):
-        raise TypeError(f"{op}: mask_id must be an int, got {type(mask_id).__name__}")
-    if not 0 <= mask_id < V:
-        raise ValueError(f"{op}: mask_id = {mask_id} is outside [0, V = {V})")
-    return check_temperature(temperature, op)
+def _contract(check, *args) -> None:
+    """Run an op's C++ contract from its fake, when every tensor argument has concrete
+    sizes and strides (under symbolic shapes the real op checks when it runs)."""
+    for a in args:
+        if isinstance(a, torch.Tensor) and not all(
+                isinstance(s, int) for s in (*a.shape, *a.stride())):
+            return
+    check(*args)
 
 
-def _check_filters(top_k, top_p, min_p, V: int, op: str) -> tuple[int, float, float]:
+# ---------------------------------------------------------------------------
+# masked_sample
+
+
+def _sampling_args(logits, x_t, mask_id, temperature, top_k, top_p, min_p, op: str):
+    """The sampling ops' arguments as the op takes them; logits detached, with a
+    contiguous last dimension (a copy only if it was strided)."""
+    _tensor(logits, "logits", op)
+    _tensor(x_t, "x_t", op)
+    mask_id = _int64_arg(mask_id, "mask_id", op)
+    temperature = _float_arg(temperature, "temperature", op)
     top_k = _int64_arg(top_k, "top_k", op)
     top_p, min_p = _float_arg(top_p, "top_p", op), _float_arg(min_p, "min_p", op)
-    if not (0.0 < top_p <= 1.0):
-        raise ValueError(f"{op}: top_p must be in (0, 1] (1 = off), got {top_p}")
-    if not (0.0 <= min_p <= 1.0):
-        raise ValueError(f"{op}: min_p must be in [0, 1] (0 = off), got {min_p}")
-    if top_p < 1.0 and V > MAX_TOP_P_VOCAB:
-        raise ValueError(f"{op}: top_p < 1 needs a vocabulary of at most {MAX_TOP_P_VOCAB} tokens "
-                         f"(the top-p select's fixed-point mass counter), got V = {V}")
-    return top_k, top_p, min_p
+    logits = logits.detach()
+    if logits.dim() >= 1 and logits.shape[-1] > 1 and logits.stride(-1) != 1:
+        logits = logits.contiguous()
+    return logits, mask_id, temperature, top_k, top_p, min_p
 
 
 def _raise_for_invalid_rows(logits, x_t, mask_id, logp, op: str):
@@ -206,18 +214,33 @@ def masked_sample(
             beyond int64; an id of x_t outside [0, V); a masked row with NaN or +inf
             logits, or with no finite logit except [MASK].
     """
-    temperature = _check_masked_inputs(logits, x_t, mask_id, temperature, "masked_sample")
-    top_k, top_p, min_p = _check_filters(top_k, top_p, min_p, logits.shape[-1], "masked_sample")
-    logits = logits.detach()
-    if logits.stride(-1) != 1 and logits.shape[-1] > 1:
-        logits = logits.contiguous()
+    op = "masked_sample"
+    logits, mask_id, temperature, top_k, top_p, min_p = _sampling_args(logits, x_t, mask_id, temperature, top_k,
+                                                                       top_p, min_p, op)
     rng = rng_tensor(logits.device, generator, seed)
     x0, logp, entropy = torch.ops.edlm_ext.masked_sample(
         logits, x_t, mask_id, temperature, top_k, top_p, min_p, bool(return_entropy), rng
     )
     if check and _can_check(logp):
-        _raise_for_invalid_rows(logits, x_t, mask_id, logp, "masked_sample")
+        _raise_for_invalid_rows(logits, x_t, mask_id, logp, op)
     return (x0, logp, entropy) if return_entropy else (x0, logp)
+
+
+def _masked_sample_outputs(logits, x_t, want_entropy):
+    """(x0 [B, L] int64, logp [B, L] float32, entropy [B, L] float32 or [0, L]) on the logits' device."""
+    B, L = x_t.shape
+    return (x_t.new_empty((B, L)), logits.new_empty((B, L), dtype=torch.float32),
+            logits.new_empty((B if want_entropy else 0, L), dtype=torch.float32))
+
+
+@torch.library.register_fake("edlm_ext::masked_sample")
+def _masked_sample_fake(logits, x_t, mask_id, temperature, top_k, top_p, min_p, want_entropy, rng):
+    _contract(_C.check_masked_sample, logits, x_t, mask_id, temperature, top_k, top_p, min_p, want_entropy, rng)
+    return _masked_sample_outputs(logits, x_t, want_entropy)
+
+
+# ---------------------------------------------------------------------------
+# sample_proposals
 
 
 def sample_proposals(
@@ -257,22 +280,36 @@ def sample_proposals(
     Raises:
         As :func:`masked_sample`; ValueError for k < 1 or beyond int64.
     """
-    temperature = _check_masked_inputs(logits, x_t, mask_id, temperature, "sample_proposals")
-    k = _int64_arg(k, "k", "sample_proposals", minimum=1)
-    top_k, top_p, min_p = _check_filters(top_k, top_p, min_p, logits.shape[-1], "sample_proposals")
-    logits = logits.detach()
-    if logits.stride(-1) != 1 and logits.shape[-1] > 1:
-        logits = logits.contiguous()
+    op = "sample_proposals"
+    logits, mask_id, temperature, top_k, top_p, min_p = _sampling_args(logits, x_t, mask_id, temperature, top_k,
+                                                                       top_p, min_p, op)
+    k = _int64_arg(k, "k", op)
     rng = rng_tensor(logits.device, generator, seed)
     proposals, logp = torch.ops.edlm_ext.sample_proposals(
         logits, x_t, mask_id, k, temperature, top_k, top_p, min_p, rng
     )
     if check and _can_check(logp):
-        _raise_for_invalid_rows(logits, x_t, mask_id, logp[:, 0], "sample_proposals")
+        _raise_for_invalid_rows(logits, x_t, mask_id, logp[:, 0], op)
     if _per_position:
         return proposals, logp
     log_q = logp.sum(dim=-1, dtype=torch.float64).to(torch.float32)
     return proposals, log_q
+
+
+def _sample_proposals_outputs(logits, x_t, k):
+    """(proposals [B, k, L] int64, logp [B, k, L] float32) on the logits' device."""
+    B, L = x_t.shape
+    return x_t.new_empty((B, k, L)), logits.new_empty((B, k, L), dtype=torch.float32)
+
+
+@torch.library.register_fake("edlm_ext::sample_proposals")
+def _sample_proposals_fake(logits, x_t, mask_id, k, temperature, top_k, top_p, min_p, rng):
+    _contract(_C.check_sample_proposals, logits, x_t, mask_id, k, temperature, top_k, top_p, min_p, rng)
+    return _sample_proposals_outputs(logits, x_t, k)
+
+
+# ---------------------------------------------------------------------------
+# importance_resample
 
 
 class ResampleResult(NamedTuple):
@@ -318,70 +355,46 @@ def importance_resample(
         k = 0, a row with NaN or +inf, or a row whose log-weights are all -inf.
     """
     op = "importance_resample"
-    if not isinstance(log_w, torch.Tensor) or not isinstance(proposals, torch.Tensor):
-        raise TypeError(f"{op}: log_w and proposals must be torch.Tensors")
-    if log_w.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{op}: log_w must be float32 or float64, got {log_w.dtype}")
-    if proposals.dtype != torch.int64:
-        raise TypeError(f"{op}: proposals must be int64, got {proposals.dtype}")
-    if proposals.dim() != 3:
-        raise ValueError(f"{op}: proposals must be [B, k, L], got shape {tuple(proposals.shape)}")
-    if tuple(log_w.shape) != tuple(proposals.shape[:2]):
-        raise ValueError(f"{op}: log_w must have shape [B, k] = {tuple(proposals.shape[:2])}, got {tuple(log_w.shape)}")
-    if proposals.shape[1] == 0:
-        raise ValueError(f"{op}: k = 0 candidates")
-    if log_w.device != proposals.device:
-        raise ValueError(f"{op}: log_w is on {log_w.device} but proposals is on {proposals.device}")
+    _tensor(log_w, "log_w", op)
+    _tensor(proposals, "proposals", op)
     log_w = log_w.detach()
     rng = rng_tensor(log_w.device, generator, seed)
     out = ResampleResult(*torch.ops.edlm_ext.importance_resample(log_w, proposals, rng))
     if check and _can_check(log_w):
-        bad = torch.isnan(out.log_z)
-        if bool(bad.any()):
-            b = int(bad.nonzero()[0])
-            row = log_w[b]
-            why = ("contains NaN" if bool(torch.isnan(row).any()) else
-                   "contains +inf" if bool(torch.isposinf(row).any()) else "is all -inf (no candidate has weight)")
-            raise ValueError(f"{op}: log_w[{b}] {why}")
+        _raise_for_invalid_weights(log_w, out.log_z)
     return out
 
 
-# ---------------------------------------------------------------------------
-# Posterior unmasking
+def _raise_for_invalid_weights(log_w, log_z):
+    """The kernels mark an invalid row with log_z = NaN; find the first and say why."""
+    bad = torch.isnan(log_z)
+    if bool(bad.any()):
+        b = int(bad.nonzero()[0])
+        row = log_w[b]
+        why = ("contains NaN" if bool(torch.isnan(row).any()) else
+               "contains +inf" if bool(torch.isposinf(row).any()) else "is all -inf (no candidate has weight)")
+        raise ValueError(f"importance_resample: log_w[{b}] {why}")
 
-_P_DTYPES = (torch.float32, torch.float64)
-_CONFIDENCE_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+def _importance_resample_outputs(log_w, proposals):
+    """(weights [B, k], log_z [B], ess [B] in log_w's dtype, index [B] int64, chosen [B, L] int64)."""
+    B, k, L = proposals.shape
+    return (log_w.new_empty((B, k)), log_w.new_empty((B,)), log_w.new_empty((B,)),
+            proposals.new_empty((B,)), proposals.new_empty((B, L)))
+
+
+@torch.library.register_fake("edlm_ext::importance_resample")
+def _importance_resample_fake(log_w, proposals, rng):
+    _contract(_C.check_importance_resample, log_w, proposals, rng)
+    return _importance_resample_outputs(log_w, proposals)
+
+
+# ---------------------------------------------------------------------------
+# unmask
 
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_unmask_tokens(x_t, x0, mask_id, op: str):
-    for name, t in (("x_t", x_t), ("x0", x0)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dtype != torch.int64:
-            raise TypeError(f"{op}: {name} must be int64, got {t.dtype}")
-    if x_t.dim() != 2:
-        raise ValueError(f"{op}: x_t must be [B, L], got shape {tuple(x_t.shape)}")
-    if x0.shape != x_t.shape:
-        raise ValueError(f"{op}: x0 must have the shape of x_t {tuple(x_t.shape)}, got {tuple(x0.shape)}")
-    if x0.device != x_t.device:
-        raise ValueError(f"{op}: x0 is on {x0.device} but x_t is on {x_t.device}")
-    _int64_arg(mask_id, "mask_id", op)
-
-
-def _per_row_tensor(value, name: str, dtypes, x_t: torch.Tensor, op: str) -> torch.Tensor:
-    """Check a per-row tensor argument: dtype in dtypes, shape [B], x_t's device."""
-    if value.dtype not in dtypes:
-        names = " or ".join(str(d).replace("torch.", "") for d in dtypes)
-        raise TypeError(f"{op}: {name} must be {names}, got {value.dtype}")
-    if tuple(value.shape) != (x_t.shape[0],):
-        raise ValueError(f"{op}: {name} must have shape [B] = [{x_t.shape[0]}], got {tuple(value.shape)}")
-    if value.device != x_t.device:
-        raise ValueError(f"{op}: {name} is on {value.device} but x_t is on {x_t.device}")
-    return value
 
 
 def unmask(
@@ -429,21 +442,39 @@ def unmask(
             [0, 1] or NaN.
     """
     op = "unmask"
-    _check_unmask_tokens(x_t, x0, mask_id, op)
-    if isinstance(p, torch.Tensor):
-        _per_row_tensor(p, "p", _P_DTYPES, x_t, op)
+    _tensor(x_t, "x_t", op)
+    _tensor(x0, "x0", op)
+    mask_id = _int64_arg(mask_id, "mask_id", op)
+    p_is_tensor = isinstance(p, torch.Tensor)
+    if p_is_tensor:
         p = p.detach()
-        if check and _can_check(p) and p.numel() and not bool(((p >= 0) & (p <= 1)).all()):
-            bad = int((~((p >= 0) & (p <= 1))).nonzero()[0, 0])
-            raise ValueError(f"{op}: p must lie in [0, 1], got p[{bad}] = {float(p[bad]):.6g}")
-    elif _is_number(p):
+    elif _is_number(p):  # a Python number: the op only ever sees the tensor made of it
         if not 0.0 <= p <= 1.0:  # also rejects NaN
             raise ValueError(f"{op}: p must lie in [0, 1], got {p}")
-        p = torch.full((x_t.shape[0],), float(p), dtype=torch.float64, device=x_t.device)
+        p = torch.full((x_t.shape[0] if x_t.dim() else 0,), float(p), dtype=torch.float64, device=x_t.device)
     else:
         raise TypeError(f"{op}: p must be a float or a tensor [B], got {type(p).__name__}")
     rng = rng_tensor(x_t.device, generator, seed)
-    return torch.ops.edlm_ext.unmask(x_t, x0, mask_id, p, rng)
+    out = torch.ops.edlm_ext.unmask(x_t, x0, mask_id, p, rng)
+    if p_is_tensor and check and _can_check(p) and p.numel() and not bool(((p >= 0) & (p <= 1)).all()):
+        bad = int((~((p >= 0) & (p <= 1))).nonzero()[0, 0])
+        raise ValueError(f"{op}: p must lie in [0, 1], got p[{bad}] = {float(p[bad]):.6g}")
+    return out
+
+
+def _unmask_outputs(x_t):
+    """x_s [B, L] int64 on x_t's device."""
+    return x_t.new_empty(x_t.shape)
+
+
+@torch.library.register_fake("edlm_ext::unmask")
+def _unmask_fake(x_t, x0, mask_id, p, rng):
+    _contract(_C.check_unmask, x_t, x0, mask_id, p, rng)
+    return _unmask_outputs(x_t)
+
+
+# ---------------------------------------------------------------------------
+# unmask_confident
 
 
 def unmask_confident(
@@ -496,33 +527,22 @@ def unmask_confident(
             masked position.
     """
     op = "unmask_confident"
-    _check_unmask_tokens(x_t, x0, mask_id, op)
-    if not isinstance(confidence, torch.Tensor):
-        raise TypeError(f"{op}: confidence must be a torch.Tensor, got {type(confidence).__name__}")
-    if confidence.dtype not in _CONFIDENCE_DTYPES:
-        raise TypeError(f"{op}: confidence must be float32, float64, bfloat16 or float16, got {confidence.dtype}")
-    if confidence.shape != x_t.shape:
-        raise ValueError(f"{op}: confidence must have the shape of x_t {tuple(x_t.shape)}, "
-                         f"got {tuple(confidence.shape)}")
-    if confidence.device != x_t.device:
-        raise ValueError(f"{op}: confidence is on {confidence.device} but x_t is on {x_t.device}")
-    if (n is None) == (threshold is None):
-        raise ValueError(f"{op}: pass exactly one of n= and threshold=")
+    _tensor(x_t, "x_t", op)
+    _tensor(x0, "x0", op)
+    _tensor(confidence, "confidence", op)
+    mask_id = _int64_arg(mask_id, "mask_id", op)
     if threshold is not None:
         threshold = _float_arg(threshold, "threshold", op)
-        if math.isnan(threshold):
-            raise ValueError(f"{op}: threshold is NaN")
-    elif isinstance(n, torch.Tensor):
-        _per_row_tensor(n, "n", (torch.int64,), x_t, op)
-    elif isinstance(n, int) and not isinstance(n, bool):
-        n = _int64_arg(n, "n", op)
-        n = torch.full((x_t.shape[0],), n, dtype=torch.int64, device=x_t.device)
-    else:
+    if isinstance(n, int) and not isinstance(n, bool):  # a Python int: the op only sees the tensor made of it
+        n = _int64_arg(n, "n", op, minimum=0)
+        n = torch.full((x_t.shape[0] if x_t.dim() else 0,), n, dtype=torch.int64, device=x_t.device)
+    elif n is not None and not isinstance(n, torch.Tensor):
         raise TypeError(f"{op}: n must be an int or an int64 tensor [B], got {type(n).__name__}")
     confidence = confidence.detach()
+    out = torch.ops.edlm_ext.unmask_confident(x_t, x0, confidence, mask_id, n, threshold)
     if check and _can_check(confidence):
         _check_confident_values(x_t, confidence, mask_id, n if threshold is None else None, op)
-    return torch.ops.edlm_ext.unmask_confident(x_t, x0, confidence, mask_id, n, threshold)
+    return out
 
 
 def _check_confident_values(x_t, confidence, mask_id, n, op: str):
@@ -538,3 +558,12 @@ def _check_confident_values(x_t, confidence, mask_id, n, op: str):
         if bool(nan_masked.any()):
             b, l = (int(i) for i in nan_masked.nonzero()[0])
             raise ValueError(f"{op}: confidence[{b}, {l}] is NaN at a masked position")
+
+
+_unmask_confident_outputs = _unmask_outputs  # x_s [B, L] int64 on x_t's device
+
+
+@torch.library.register_fake("edlm_ext::unmask_confident")
+def _unmask_confident_fake(x_t, x0, confidence, mask_id, n, threshold):
+    _contract(_C.check_unmask_confident, x_t, x0, confidence, mask_id, n, threshold)
+    return _unmask_confident_outputs(x_t)

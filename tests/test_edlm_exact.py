@@ -1,4 +1,4 @@
-"""EDLM exactness by enumeration (DESIGN §5).
+"""EDLM exactness by enumeration (docs/DESIGN.md §5).
 
 A known joint p over L = 4 positions (tokens 0..2), a denoiser giving its exact
 conditional marginals p(x_i | unmasked tokens of x_t) (the factorized proposal q), and
@@ -7,7 +7,7 @@ is enumerated: the true conditional p(x0 | x_t), what each energy converges to a
 number of proposals k grows (the normalized q · exp(-E)), and the exact law of the
 resampled x0 at finite k. The draws of propose_and_resample must follow the exact
 finite-k law of the true target; each defect (the old carry-over AR energy, and those of
-the public reference code, DESIGN §1) must miss it.
+the public reference code, docs/DESIGN.md §1) must miss it.
 
 Patterns put unmasked tokens before, between and after masked ones: an AR term at an
 unmasked position depends on the masked candidates to its left, so an energy that
@@ -114,9 +114,7 @@ class _Group:
 
 
 def _call(energy, cand, x_t, log_q):
-    if getattr(energy, "needs_log_q", False):
-        return energy(cand, x_t, log_q=log_q.float(), mask_id=MASK)
-    return energy(cand, x_t)
+    return energy(cand, x_t, log_q=log_q, mask_id=MASK)
 
 
 def exact_law(q: torch.Tensor, target: torch.Tensor, k: int) -> np.ndarray:
@@ -214,7 +212,7 @@ def _pvalues(energy, k: int, groups: list[int], seed: int = 0) -> dict[int, floa
 
 
 def _ar(bos: bool) -> edlm_ext.AREnergy:
-    return edlm_ext.AREnergy(_ar_logits, bos_id=BOS if bos else None, chunk=50_000)
+    return edlm_ext.AREnergy(_ar_logits, bos_id=BOS if bos else None)
 
 
 class _OldCarryOverAREnergy(edlm_ext.AREnergy):
@@ -276,7 +274,7 @@ def test_what_each_energy_converges_to():
     * the old carry-over rule -> Π_{i masked} p(x_i | x_<i), which is p(x0 | x_t) only
       when the unmasked tokens form a prefix, and far from it in every other pattern."""
     for i, g in enumerate(GROUPS):
-        for energy in [_ar(True), edlm_ext.NCEEnergy(_RatioNet(), chunk=7)] + ([_ar(False)] if i in POS0_FIXED else []):
+        for energy in [_ar(True), edlm_ext.NCEEnergy(_RatioNet())] + ([_ar(False)] if i in POS0_FIXED else []):
             assert torch.allclose(g.limit(energy), g.p, atol=1e-5), NAMES[i]
         old = g.limit(_OldCarryOverAREnergy(_ar_logits, bos_id=BOS))
         assert torch.allclose(old, g.forced(), atol=1e-5), NAMES[i]
@@ -315,7 +313,7 @@ def test_ar_energy_without_bos_refuses_a_masked_position_0():
 
 
 def test_nce_energy_at_its_optimum_is_exact():
-    p = _pvalues(edlm_ext.NCEEnergy(_RatioNet(), chunk=10_000), K, list(range(len(GROUPS))), seed=2)
+    p = _pvalues(edlm_ext.NCEEnergy(_RatioNet()), K, list(range(len(GROUPS))), seed=2)
     assert min(p.values()) > CHI2_ALPHA, {NAMES[i]: v for i, v in p.items()}
 
 
@@ -347,7 +345,6 @@ def test_sign_flip_fails():
     def flipped(c, x, *, log_q, mask_id):  # softmax(+E): favours the worse candidate
         return -ar(c, x, log_q=log_q, mask_id=mask_id)
 
-    flipped.needs_log_q = True
     _fails_everywhere(flipped)
 
 
@@ -363,5 +360,4 @@ def test_candidate_regrouping_mixup_fails():
         B = e.shape[0] // K
         return e.view(K, B).t().reshape(-1)
 
-    regrouped.needs_log_q = True
     _fails_everywhere(regrouped)

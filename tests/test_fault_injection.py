@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from edlm_ext import checkpoint
-from edlm_ext.train import load_model
+from edlm_ext.models import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS, EVAL_EVERY = 8, 2

@@ -8,14 +8,8 @@ import edlm_ext
 from edlm_ext import reference
 
 from .conftest import requires_cuda
+from .helpers import resample_case as _case
 from .stats import CHI2_ALPHA, chisquare_pvalue
-
-
-def _case(B, k, L, device, dtype=torch.float32, scale=3.0, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    log_w = (torch.randn(B, k, generator=g, dtype=torch.float64) * scale).to(dtype)
-    proposals = torch.randint(0, 50000, (B, k, L), generator=g)
-    return log_w.to(device), proposals.to(device)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -51,7 +45,7 @@ def test_index_frequencies_match_the_weights(device):
     assert counts[3] == 0
     assert chisquare_pvalue(counts, p) > CHI2_ALPHA
     assert torch.equal(out.chosen[:, 0], out.index)
-    # The same check rejects softmax(+log_w) (the sign bug of DESIGN §1).
+    # The same check rejects softmax(+log_w) (the sign bug of docs/DESIGN.md §1).
     assert chisquare_pvalue(counts, torch.softmax(-log_w.nan_to_num(neginf=-50), 0).numpy()) < CHI2_ALPHA
 
 
@@ -101,10 +95,8 @@ def test_bad_arguments():
         edlm_ext.importance_resample(log_w[:, :0], proposals[:, :0])
 
 
-def test_opcheck_and_compile(device):
+def test_compile(device):  # (opcheck: tests/test_op_registry.py)
     log_w, proposals = _case(3, 5, 7, device)
-    torch.library.opcheck(torch.ops.edlm_ext.importance_resample.default,
-                          (log_w, proposals, torch.tensor([3, 0], device=device)))
 
     def step(lw, props):
         return edlm_ext.importance_resample(lw, props, seed=5).chosen + 1

@@ -276,7 +276,7 @@ def test_edlm_importance_sampling_option(bert):
 
 
 def test_edlm_flat_energy_keeps_lladas_distribution(bert):
-    flat = lambda cand, x_t: torch.zeros(cand.shape[0])  # noqa: E731  (uniform weights: a plain draw)
+    flat = lambda cand, x_t, **_: torch.zeros(cand.shape[0])  # noqa: E731  (uniform weights: a plain draw)
     prompt = torch.tensor([[1, 3]]).repeat(N, 1)
     ours = hf.generate(bert, prompt, None, 4, GEN, BLOCK, 1.0, mask_id=MASK, energy=flat, k=2, seed=6)
     torch.manual_seed(7)
@@ -287,7 +287,7 @@ def test_edlm_flat_energy_keeps_lladas_distribution(bert):
 def test_energy_scores_prefix_plus_block_per_row(bert):
     seen = []
 
-    def energy(cand, x_t):
+    def energy(cand, x_t, **_):
         seen.append((cand.clone(), x_t.clone()))
         return (cand[:, P:] == 0).sum(1).float() * 50.0  # token 0 in the answer: weight ~e^-50
 
@@ -319,7 +319,7 @@ def test_energy_scores_prefix_plus_block_per_row(bert):
     (dict(cfg_scale=float("nan")), "cfg_scale"),
     (dict(rank_dtype="bf16"), "rank_dtype"),
     (dict(threshold=0.5, factor=1.0), "not both"),
-    (dict(energy=lambda c, x: torch.zeros(c.shape[0]), k=2, temperature=0.0), "temperature > 0"),
+    (dict(energy=lambda c, x, **_: torch.zeros(c.shape[0]), k=2, temperature=0.0), "temperature > 0"),
     (dict(logits_eos_inf=True), "eos_id"),  # LLaDA's id 126081 is outside this vocabulary
 ])
 def test_bad_arguments(bert, kwargs, err):

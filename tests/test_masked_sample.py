@@ -1,36 +1,19 @@
 """masked_sample against the float64 reference: same uniforms -> same tokens,
-log-probabilities to float32 tolerance, and the semantics of DESIGN §4."""
+log-probabilities to float32 tolerance, and the semantics of docs/DESIGN.md §4."""
 import pytest
 import torch
 
 import edlm_ext
 from edlm_ext import reference
 
+from . import helpers
+
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
 
-def _logits(B, L, V, dtype, device, scale=3.0, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(B, L, V, generator=g) * scale).to(dtype).to(device)
-
-
-def _x_t(B, L, V, mask_id, device, frac_masked=0.7, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, V, (B, L), generator=g)
-    x = torch.where(x == mask_id, (x + 1) % V, x)
-    m = torch.rand(B, L, generator=g) < frac_masked
-    return torch.where(m, torch.full_like(x, mask_id), x).to(device)
-
-
-def _logp_tolerance(logits, mask_id, temperature):
-    """2x the error of torch's own float32 log-softmax against float64 (flash-attention rule)."""
-    x32 = logits.float().clone()
-    x32[..., mask_id] = float("-inf")
-    lp32 = torch.log_softmax(x32 / temperature, dim=-1).double()
-    lp64 = reference.tempered_log_probs(logits, mask_id, temperature)
-    finite = torch.isfinite(lp64)
-    err = (lp32[finite] - lp64[finite]).abs().max().item() if bool(finite.any()) else 0.0
-    return 2 * err + 1e-6
+def _case(B, L, V, dtype, device, mask_id, frac=0.7, seed=0):
+    """logits [B, L, V] ~ 3 N(0, 1), x_t with a fraction ~frac of [MASK] (tests/helpers.py)."""
+    return helpers.sampling_case(B, L, V, device, dtype, mask_id=mask_id, frac=frac, scale=3.0, seed=seed)
 
 
 def _check_against_reference(logits, x_t, mask_id, temperature, seed):
@@ -42,11 +25,8 @@ def _check_against_reference(logits, x_t, mask_id, temperature, seed):
     # A token can differ only when u falls within float32 rounding (~1e-7 relative) of a
     # boundary of the CDF: expected count << 1 at these sizes.
     assert mismatches <= max(1, B * L // 10000), f"{mismatches} of {B * L} rows differ from the reference"
-    same = x0.cpu() == rx
-    tol = _logp_tolerance(logits.cpu(), mask_id, temperature)
-    err = (logp.cpu().double() - rlp)[same].abs().max().item()
-    assert err <= tol, f"logp error {err} > tolerance {tol}"
     masked = x_t == mask_id
+    helpers.assert_logp_close(logp, logits, rx, mask_id, temperature, rlp, (x0.cpu() == rx) & masked.cpu())
     assert bool((x0[~masked] == x_t[~masked]).all()) and bool((logp[~masked] == 0).all())
     assert bool((x0[masked] != mask_id).all())
     return x0, logp
@@ -56,42 +36,48 @@ def _check_against_reference(logits, x_t, mask_id, temperature, seed):
 @pytest.mark.parametrize("V", [2, 999, 50258])
 def test_matches_reference(device, dtype, V):
     B, L = (2, 64) if V == 50258 else (4, 250)
-    logits = _logits(B, L, V, dtype, device)
-    x_t = _x_t(B, L, V, V - 1, device)
+    logits, x_t = _case(B, L, V, dtype, device, V - 1)
     _check_against_reference(logits, x_t, V - 1, 1.0, seed=123)
+
+
+def test_the_tolerance_rule_sees_a_small_logp_bias():
+    """Power of the rule above: a logp off by 2e-5 (about 20 float32 ulps here) fails it."""
+    logits, x_t = _case(4, 100, 777, torch.float32, "cpu", 5)
+    x0, logp = edlm_ext.masked_sample(logits, x_t, 5, seed=9)
+    rx, rlp = reference.masked_sample(logits, x_t, 5, uniforms=reference.row_uniforms((9, 0), 400))
+    rows = (x_t == 5) & (x0 == rx)
+    helpers.assert_logp_close(logp, logits, rx, 5, 1.0, rlp, rows)
+    with pytest.raises(AssertionError, match="max error"):
+        helpers.assert_logp_close(logp - 2e-5, logits, rx, 5, 1.0, rlp, rows)
 
 
 @pytest.mark.parametrize("temperature", [0.3, 1.0, 2.5])
 def test_temperature_matches_reference(device, temperature):
-    logits = _logits(4, 100, 777, torch.float32, device)
-    x_t = _x_t(4, 100, 777, 5, device)
+    logits, x_t = _case(4, 100, 777, torch.float32, device, 5)
     _check_against_reference(logits, x_t, 5, temperature, seed=9)
 
 
 @pytest.mark.parametrize("B,L", [(1, 1), (1, 3), (3, 1), (10, 100)])
 def test_odd_sizes(device, B, L):
-    logits = _logits(B, L, 1001, torch.bfloat16, device)
-    x_t = _x_t(B, L, 1001, 0, device, frac_masked=1.0)
+    logits, x_t = _case(B, L, 1001, torch.bfloat16, device, 0, frac=1.0)
     _check_against_reference(logits, x_t, 0, 1.0, seed=B * 100 + L)
 
 
 def test_large_vocabulary(device):
-    logits = _logits(1, 8, 126464, torch.bfloat16, device)
-    x_t = _x_t(1, 8, 126464, 126336, device, frac_masked=1.0)
+    logits, x_t = _case(1, 8, 126464, torch.bfloat16, device, 126336, frac=1.0)
     _check_against_reference(logits, x_t, 126336, 1.0, seed=4)
 
 
 def test_mask_id_in_first_and_middle_positions(device):
     for mask_id in (0, 300):
-        logits = _logits(2, 50, 600, torch.float32, device)
+        logits, x_t = _case(2, 50, 600, torch.float32, device, mask_id)
         logits[..., mask_id] = 1e4  # a huge [MASK] logit is still never drawn
-        x_t = _x_t(2, 50, 600, mask_id, device)
         _check_against_reference(logits, x_t, mask_id, 1.0, seed=mask_id)
 
 
 @pytest.mark.parametrize("layout", ["strided_rows", "permuted", "expanded", "last_dim_strided"])
 def test_non_contiguous_logits(device, layout):
-    base = _logits(6, 40, 513, torch.float32, device)
+    base, _ = _case(6, 40, 513, torch.float32, device, 3)
     if layout == "strided_rows":
         logits = base[::2, ::3]
     elif layout == "permuted":
@@ -101,15 +87,15 @@ def test_non_contiguous_logits(device, layout):
     else:
         logits = torch.cat([base, base], dim=-1)[..., ::2]
     B, L, V = logits.shape
-    x_t = _x_t(B, L, V, 3, device)
+    x_t = _case(B, L, V, torch.float32, device, 3, seed=1)[1]
     x0, logp = _check_against_reference(logits, x_t, 3, 1.0, seed=77)
     x0c, logpc = edlm_ext.masked_sample(logits.contiguous(), x_t, 3, seed=77)
     assert torch.equal(x0, x0c) and torch.equal(logp, logpc)
 
 
 def test_non_contiguous_x_t(device):
-    logits = _logits(3, 20, 300, torch.float32, device)
-    x_big = _x_t(20, 3, 300, 7, device).t()  # [3, 20], transposed strides
+    logits, _ = _case(3, 20, 300, torch.float32, device, 7)
+    x_big = _case(20, 3, 300, torch.float32, device, 7, seed=1)[1].t()  # [3, 20], transposed strides
     x0, _ = _check_against_reference(logits, x_big, 7, 1.0, seed=2)
     x0c, _ = edlm_ext.masked_sample(logits, x_big.contiguous(), 7, seed=2)
     assert torch.equal(x0, x0c)
@@ -151,17 +137,16 @@ def test_greedy_is_argmax_with_lowest_index_on_ties(device):
     # logp at greedy: the argmax's log-probability under softmax(logits) (LLaDA's confidence)
     _, want_lp = reference.masked_sample(logits.cpu(), x_t.cpu(), 0, temperature=0.0)
     assert torch.allclose(logp.cpu().double(), want_lp, atol=1e-6)
-    big = _logits(3, 50, 50258, torch.bfloat16, device)
+    big, _ = _case(3, 50, 50258, torch.bfloat16, device, 0)
     x_t = torch.zeros(3, 50, dtype=torch.long, device=device)
     want, want_lp = reference.masked_sample(big.cpu(), x_t.cpu(), 0, temperature=0.0)
     got, got_lp = edlm_ext.masked_sample(big, x_t, 0, temperature=0.0)
     assert torch.equal(got.cpu(), want)
-    assert torch.allclose(got_lp.cpu().double(), want_lp, atol=_logp_tolerance(big.cpu(), 0, 1.0))
+    helpers.assert_logp_close(got_lp, big.cpu(), want, 0, 1.0, want_lp, x_t == 0)
 
 
 def test_unmasked_rows_are_not_read(device):
-    logits = _logits(2, 30, 100, torch.float32, device)
-    x_t = _x_t(2, 30, 100, 1, device)
+    logits, x_t = _case(2, 30, 100, torch.float32, device, 1)
     poisoned = logits.clone()
     poisoned[x_t != 1] = float("nan")
     a = edlm_ext.masked_sample(logits, x_t, 1, seed=8)
@@ -170,8 +155,7 @@ def test_unmasked_rows_are_not_read(device):
 
 
 def test_same_seed_same_draws_and_thread_count_independent(device):
-    logits = _logits(8, 128, 2048, torch.float32, device)
-    x_t = _x_t(8, 128, 2048, 0, device)
+    logits, x_t = _case(8, 128, 2048, torch.float32, device, 0)
     a = edlm_ext.masked_sample(logits, x_t, 0, seed=42)
     threads = torch.get_num_threads()
     try:

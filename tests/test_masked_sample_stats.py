@@ -1,4 +1,4 @@
-"""Distribution tests for masked_sample (DESIGN §5): full-vocabulary chi-square,
+"""Distribution tests for masked_sample (docs/DESIGN.md §5): full-vocabulary chi-square,
 the rare-token tail at the right rate (and float32 Gumbel noise failing that same
 check), temperature. Fixed seeds; thresholds from chi-square / normal quantiles."""
 import numpy as np

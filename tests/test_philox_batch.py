@@ -40,13 +40,13 @@ def test_paths_match_the_reference(simd, n):
     rows[: n // 2] = np.arange(n // 2)
     for seed, offset, stream in ((0, 0, 0), (-1, 2**40 + 3, reference.DOMAIN_UNMASK), (2**62 + 5, 7, 3)):
         rng = torch.tensor([seed, offset])
-        got = torch.ops.edlm_ext.philox_uniforms(rng, torch.from_numpy(rows), stream, simd)
+        got = torch.ops.edlm_ext_testing.philox_uniforms(rng, torch.from_numpy(rows), stream, simd)
         assert torch.equal(got, _expected((seed, offset), rows.view(np.uint64), stream))
 
 
 def test_unknown_or_missing_path():
-    with pytest.raises(RuntimeError, match="unknown simd"):
-        torch.ops.edlm_ext.philox_uniforms(torch.tensor([1, 0]), torch.arange(4), 0, "sse9")
+    with pytest.raises(ValueError, match="unknown simd"):
+        torch.ops.edlm_ext_testing.philox_uniforms(torch.tensor([1, 0]), torch.arange(4), 0, "sse9")
     if _C.cpu_simd() != "avx512":
-        with pytest.raises(RuntimeError, match="this CPU has no avx512"):
-            torch.ops.edlm_ext.philox_uniforms(torch.tensor([1, 0]), torch.arange(4), 0, "avx512")
+        with pytest.raises(ValueError, match="this CPU has no avx512"):
+            torch.ops.edlm_ext_testing.philox_uniforms(torch.tensor([1, 0]), torch.arange(4), 0, "avx512")

@@ -166,13 +166,14 @@ def test_energy_sees_candidates_grouped_by_row():
     x_t[:, 0] = torch.tensor([0, 1, 2])  # a row label
     seen = {}
 
-    def energy(c, x):
-        seen["c"], seen["x"] = c, x
+    def energy(c, x, *, log_q, mask_id):
+        seen["c"], seen["x"], seen["log_q"], seen["mask_id"] = c, x, log_q, mask_id
         return torch.zeros(c.shape[0])
 
     edlm_ext.propose_and_resample(den(x_t, None), x_t, 49, energy, 5, seed=0)
     assert torch.equal(seen["x"][:, 0], torch.tensor([0, 1, 2]).repeat_interleave(5))
     assert torch.equal(seen["c"][:, 0], seen["x"][:, 0])
+    assert seen["log_q"].dtype == torch.float64 and seen["log_q"].shape == (15,) and seen["mask_id"] == 49
 
 
 def test_bad_arguments():
@@ -187,7 +188,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="prefix"):
         edlm_ext.sample(den, steps=2, prefix=torch.tensor([49]), **kw)
 
-    def bad_energy(c, x):
+    def bad_energy(c, x, **_):
         return torch.zeros(1)
 
     with pytest.raises(ValueError, match="energy must return"):

@@ -1,5 +1,5 @@
 """unmask (the MDLM posterior step): exact replay by the reference, the semantics of
-DESIGN §4, the unmask rate (z-tests that a wrong rule fails), seeds and generators."""
+docs/DESIGN.md §4, the unmask rate (z-tests that a wrong rule fails), seeds and generators."""
 import numpy as np
 import pytest
 import torch

@@ -1,36 +1,32 @@
-// CPU implementation of edlm_ext::importance_resample: per row, normalize the
-// log-weights, draw one index, gather the chosen proposal (edlm/resample.h).
+// CPU backend of edlm_ext::importance_resample: per row, normalize the log-weights,
+// draw one index, gather the chosen proposal (edlm/resample.h); rows in parallel.
+// Checks and outputs: the op's entry (csrc/ops.h).
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 
-#include "../checks.h"
+#include <cmath>
+#include <limits>
+
+#include "../ops.h"
 #include "edlm/philox.h"
 #include "edlm/resample.h"
 
 namespace edlm_ext {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> importance_resample_cpu(
-    const at::Tensor& log_w, const at::Tensor& proposals, const at::Tensor& rng) {
-  check_importance_resample_args(log_w, proposals, rng);
-  const int64_t B = proposals.size(0), k = proposals.size(1), L = proposals.size(2);
-  auto lw = log_w.contiguous();
-  auto weights = at::empty({B, k}, lw.options());
-  auto log_z = at::empty({B}, lw.options());
-  auto ess = at::empty({B}, lw.options());
-  auto index = at::empty({B}, proposals.options());
-  auto chosen = at::empty({B, L}, proposals.options());
-  const edlm::RngKey key = read_rng_key_cpu("importance_resample", rng);
-  const int64_t* props = proposals.data_ptr<int64_t>();
-  const int64_t ps0 = proposals.stride(0), ps1 = proposals.stride(1), ps2 = proposals.stride(2);
+void Cpu::importance_resample(const ResampleCall& c) {
+  const int64_t B = c.proposals.size(0), k = c.proposals.size(1), L = c.proposals.size(2);
+  const edlm::RngKey key = edlm::load_rng_key(c.rng.data_ptr<int64_t>());
+  const int64_t* props = c.proposals.data_ptr<int64_t>();
+  const int64_t ps0 = c.proposals.stride(0), ps1 = c.proposals.stride(1), ps2 = c.proposals.stride(2);
 
-  AT_DISPATCH_FLOATING_TYPES(lw.scalar_type(), "importance_resample_cpu", [&] {
-    const scalar_t* w_in = lw.data_ptr<scalar_t>();
-    scalar_t* w_out = weights.data_ptr<scalar_t>();
-    scalar_t* lz = log_z.data_ptr<scalar_t>();
-    scalar_t* es = ess.data_ptr<scalar_t>();
-    int64_t* idx = index.data_ptr<int64_t>();
-    int64_t* out = chosen.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(c.log_w.scalar_type(), "importance_resample_cpu", [&] {
+    const scalar_t* w_in = c.log_w.data_ptr<scalar_t>();
+    scalar_t* w_out = c.weights.data_ptr<scalar_t>();
+    scalar_t* lz = c.log_z.data_ptr<scalar_t>();
+    scalar_t* es = c.ess.data_ptr<scalar_t>();
+    int64_t* idx = c.index.data_ptr<int64_t>();
+    int64_t* out = c.chosen.data_ptr<int64_t>();
     at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         const scalar_t* row = w_in + b * k;
@@ -51,9 +47,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> importanc
       }
     });
   });
-  return {weights, log_z, ess, index, chosen};
 }
-
-TORCH_LIBRARY_IMPL(edlm_ext, CPU, m) { m.impl("importance_resample", &importance_resample_cpu); }
 
 }  // namespace edlm_ext

@@ -1,6 +1,6 @@
 // The CUDA Launcher of the torch-free launch logic (edlm/launch.h): launches on the
-// current stream and turns launch-logic rejections into torch errors. Shared by the
-// launchers in csrc/cuda/*.cu.
+// current stream and turns launch-logic rejections into torch errors (ValueError).
+// Shared by the CUDA backends of the ops, csrc/cuda/<op>.cu.
 #pragma once
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>

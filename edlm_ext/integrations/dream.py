@@ -30,28 +30,29 @@ writes [MASK] over that row's tokens instead).
 from __future__ import annotations
 
 import functools
-import time
 import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .._rng import resolve_generator
+from .._rng import RandomStream
 from ..ops import masked_sample, unmask_confident
+from ..timing import Timer
 
 ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
 DEFAULTS = dict(temperature=0.0, top_p=None, top_k=None, max_length=20, max_new_tokens=None, eps=1e-3, steps=512,
                 alg="origin", alg_temp=None, num_return_sequences=1, return_dict_in_generate=False,
                 output_history=False, mask_token_id=None, pad_token_id=None, bos_token_id=None, eos_token_id=None)
 _SPECIAL = ("mask_token_id", "pad_token_id", "bos_token_id", "eos_token_id")
-_OURS = ("generator", "seed", "rank_dtype")
+_OURS = ("generator", "seed", "rank_dtype", "timing")
 
 
 @dataclass
 class DreamOutput:
     """Dream's ``DreamModelOutput``: the sequences [B * n, max_length] and, with
-    ``output_history``, the sequence after each step; our counters and timings."""
+    ``output_history``, the sequence after each step; our counters and (with
+    ``timing=True``) timings."""
 
     sequences: torch.Tensor
     history: tuple | None = None
@@ -101,7 +102,9 @@ def diffusion_generate(model, inputs: torch.Tensor | None = None, generation_con
         **kwargs: Dream's arguments (module docstring), ``attention_mask`` [B, P],
             ``generation_tokens_hook_func(step, x, logits) -> x`` and
             ``generation_logits_hook_func(step, x, logits) -> logits``, and ours:
-            ``generator`` / ``seed`` (the random stream) and ``rank_dtype`` ("float32" or "model").
+            ``generator`` / ``seed`` (the random stream; ``seed`` draws the same on CPU and
+            CUDA), ``rank_dtype`` ("float32" or "model") and ``timing`` (measure the model's
+            and the sampling's time, synchronizing CUDA; off by default).
 
     Returns:
         the sequences [B * num_return_sequences, max_length] int64, or a
@@ -112,6 +115,7 @@ def diffusion_generate(model, inputs: torch.Tensor | None = None, generation_con
     logits_hook = kwargs.pop("generation_logits_hook_func", None) or (lambda step, x, logits: logits)
     generator, seed = kwargs.pop("generator", None), kwargs.pop("seed", None)
     rank_dtype = kwargs.pop("rank_dtype", "float32")
+    timing = kwargs.pop("timing", False)
     has_default_max_length = kwargs.get("max_length") is None
     cfg = _config(model, generation_config, kwargs)
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 2 or inputs.is_floating_point() \
@@ -145,8 +149,8 @@ def diffusion_generate(model, inputs: torch.Tensor | None = None, generation_con
         input_ids = input_ids.repeat_interleave(n_ret, dim=0)
         if attention_mask is not None:
             attention_mask = attention_mask.repeat_interleave(n_ret, dim=0)
-    gen = resolve_generator(input_ids.device, generator, seed)
-    run = _Run(model, cfg, mask_id, rank_dtype, gen)
+    stream = RandomStream(input_ids.device, generator, seed)
+    run = _Run(model, cfg, mask_id, rank_dtype, stream, Timer(input_ids.device, enabled=timing))
     return run(input_ids, attention_mask, max_length, tokens_hook, logits_hook)
 
 
@@ -167,8 +171,8 @@ def _max_length(model, cfg, has_default_max_length, input_len):
 
 
 class _Run:
-    def __init__(self, model, cfg, mask_id, rank_dtype, generator):
-        self.model, self.cfg, self.mask_id, self.gen = model, cfg, int(mask_id), generator
+    def __init__(self, model, cfg, mask_id, rank_dtype, stream: RandomStream, timer: Timer):
+        self.model, self.cfg, self.mask_id, self.stream, self.timer = model, cfg, int(mask_id), stream, timer
         self.upstream = rank_dtype == "model"
         self.T, self.top_p, self.top_k = float(cfg["temperature"]), cfg["top_p"], cfg["top_k"]
         if self.top_p is not None and not 0 < self.top_p <= 1:
@@ -193,24 +197,23 @@ class _Run:
         out = DreamOutput(sequences=x)
         x = tokens_hook(None, x, None)
         for i in range(steps):
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                res = self.model(x, attention_mask, tok_idx)
-            logits = getattr(res, "logits", res)
-            if not isinstance(logits, torch.Tensor) or logits.dim() != 3 or logits.shape[:2] != x.shape:
-                raise ValueError(f"model must return logits [B, L, V] for input {tuple(x.shape)}")
-            logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
-            logits = logits_hook(i, x, logits)
-            out.model_calls += 1
-            t1 = time.perf_counter()
-            out.time_model += t1 - t0
-            t, s = timesteps[i], timesteps[i + 1]
-            x = self._step(x, logits, i, steps, t, s)
-            x = tokens_hook(i, x, logits)
-            out.time_sampling += time.perf_counter() - t1
+            with self.timer.section("model"):
+                with torch.no_grad():
+                    res = self.model(x, attention_mask, tok_idx)
+                logits = getattr(res, "logits", res)
+                if not isinstance(logits, torch.Tensor) or logits.dim() != 3 or logits.shape[:2] != x.shape:
+                    raise ValueError(f"model must return logits [B, L, V] for input {tuple(x.shape)}")
+                logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+                logits = logits_hook(i, x, logits)
+                out.model_calls += 1
+            with self.timer.section("sampling"):
+                t, s = timesteps[i], timesteps[i + 1]
+                x = self._step(x, logits, i, steps, t, s)
+                x = tokens_hook(i, x, logits)
             if history is not None:
                 history.append(x.clone())
         out.sequences = x
+        out.time_model, out.time_sampling = self.timer.seconds["model"], self.timer.seconds["sampling"]
         out.history = tuple(history) if history is not None else None
         return out if cfg["return_dict_in_generate"] else x
 
@@ -228,11 +231,10 @@ class _Run:
         last = i == steps - 1
         if self.cfg["alg"] == "origin":
             p = 1.0 if last else float(1 - s / t)
-            hits = cand & (torch.rand(x.shape, generator=self.gen, device=x.device) < p)
+            hits = cand & (self.stream.rand(x.shape) < p)  # the positions that unmask, decided first
             if not bool(hits.any()):
                 return x
-            query = torch.where(cand & ~hits, 1 if mask_id == 0 else 0, x)  # draw only where a position unmasks
-            x0, _ = masked_sample(lg, query, mask_id, temperature=self.T, generator=self.gen, **self._kernel_filters())
+            x0, _ = masked_sample(lg, x, mask_id, temperature=self.T, **self._kernel_filters(), **self.stream.next())
             return torch.where(hits, x0, x)
         num_mask_token = cand.sum() / cand.shape[0]
         n = int(num_mask_token * (1 - s / t)) if not last else int(num_mask_token)
@@ -241,7 +243,7 @@ class _Run:
         x0, conf = self._draw_and_confidence(lg, x, cand)
         alg_temp = self.cfg["alg_temp"]
         if alg_temp:  # positions ~ softmax(conf / alg_temp) without replacement: Gumbel-top-n
-            u = torch.rand(x.shape, dtype=torch.float64, generator=self.gen, device=x.device)
+            u = self.stream.rand(x.shape, torch.float64)
             score = conf.to(torch.float64) / alg_temp - torch.log(-torch.log(u))
             return unmask_confident(x, x0, torch.where(cand, score, float("-inf")), mask_id, n=n)
         if self.upstream:
@@ -277,7 +279,8 @@ class _Run:
         if self.upstream:
             return self._upstream_confidence(lg, x, cand, filters)
         want_entropy = alg == "entropy"
-        res = masked_sample(lg, x, mask_id, temperature=T, generator=self.gen, return_entropy=want_entropy, **filters)
+        res = masked_sample(lg, x, mask_id, temperature=T, return_entropy=want_entropy, **filters,
+                            **self.stream.next())
         x0, logp = res[0], res[1]
         if alg == "maskgit_plus":
             conf = logp.exp()
@@ -316,7 +319,7 @@ class _Run:
         probs = torch.softmax(z, dim=-1)
         x0 = x.clone()
         if T > 0:
-            drawn, _ = masked_sample(lg, x, self.mask_id, temperature=T, generator=self.gen, **filters)
+            drawn, _ = masked_sample(lg, x, self.mask_id, temperature=T, **filters, **self.stream.next())
             tok = drawn[cand]
             conf = probs.gather(-1, tok[:, None]).squeeze(-1)
         else:

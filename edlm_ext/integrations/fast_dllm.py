@@ -30,7 +30,8 @@ def generate(model, prompt: torch.Tensor, steps: int = 128, gen_length: int = 12
              temperature: float = 0.0, remasking: str = "low_confidence", mask_id: int = LLADA_MASK_ID,
              threshold: float | None = None, factor: float | None = None, *,
              attention_mask: torch.Tensor | None = None, rank_dtype: str = "float32",
-             generator: torch.Generator | None = None, seed: int | None = None, return_dict: bool = False):
+             generator: torch.Generator | None = None, seed: int | None = None, return_dict: bool = False,
+             timing: bool = False):
     """Drop-in for Fast-dLLM's ``generate(model, prompt, steps, gen_length, block_length,
     temperature, remasking, mask_id, threshold, factor)``.
 
@@ -40,13 +41,15 @@ def generate(model, prompt: torch.Tensor, steps: int = 128, gen_length: int = 12
         threshold, factor: Fast-dLLM's parallel-decoding rules (see the module docstring).
         attention_mask: [B, P] left-padding mask, passed to the model (an extension).
         rank_dtype: "float32" (default), "float64" (Fast-dLLM's ranking) or "model".
-        generator / seed: the random stream.
+        generator / seed: the random stream (``seed`` draws the same on CPU and CUDA).
         return_dict: return a :class:`~edlm_ext.integrations.hf.GenerateOutput`.
+        timing: measure its model and sampling times (synchronizes CUDA; off by default).
 
     Returns:
         ``(tokens [B, P + gen_length] int64, nfe)`` as Fast-dLLM, nfe the number of model calls.
     """
     out = run_blockwise(model, prompt, attention_mask, steps=steps, gen_length=gen_length,
                         block_length=block_length, temperature=temperature, remasking=remasking, mask_id=mask_id,
-                        threshold=threshold, factor=factor, rank_dtype=rank_dtype, generator=generator, seed=seed)
+                        threshold=threshold, factor=factor, rank_dtype=rank_dtype, generator=generator, seed=seed,
+                        timing=timing)
     return out if return_dict else (out.tokens, out.model_calls)

@@ -34,15 +34,14 @@ float32 keeps the model's probabilities apart, so it stays the default); with
 """
 from __future__ import annotations
 
-import contextlib
-import time
 from dataclasses import dataclass
 
 import torch
 
-from .._rng import resolve_generator
+from .._rng import RandomStream
 from ..ops import masked_sample
-from ..sampler import propose_and_resample
+from ..sampler import _propose_and_resample
+from ..timing import Timer
 from . import _remask
 
 REMASKING = ("low_confidence", "random")
@@ -51,24 +50,14 @@ LLADA_MASK_ID, LLADA_EOS_ID, LLADA_EOT_ID = 126336, 126081, 126348
 
 @dataclass
 class GenerateOutput:
-    """Tokens [B, P + gen_length] (prompt first) and counters / timings (seconds)."""
+    """Tokens [B, P + gen_length] (prompt first) and counters; the timings (seconds) only
+    with ``timing=True`` (0 otherwise)."""
 
     tokens: torch.Tensor
     steps: int = 0
     model_calls: int = 0
     time_model: float = 0.0
     time_sampling: float = 0.0
-
-
-@contextlib.contextmanager
-def _timed(out: GenerateOutput, name: str, device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    yield
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    setattr(out, name, getattr(out, name) + time.perf_counter() - t0)
 
 
 def model_logits(model, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -146,10 +135,10 @@ class _PrefixEnergy:
 
     def __init__(self, energy, prefix: torch.Tensor, k: int):
         self.energy, self.prefix = energy, prefix.repeat_interleave(k, dim=0)
-        self.needs_log_q = getattr(energy, "needs_log_q", False)
 
-    def __call__(self, candidates, x_t, **kwargs):
-        return self.energy(torch.cat([self.prefix, candidates], 1), torch.cat([self.prefix, x_t], 1), **kwargs)
+    def __call__(self, candidates, x_t, *, log_q, mask_id):  # (all B * k candidates at once)
+        return self.energy(torch.cat([self.prefix, candidates], 1), torch.cat([self.prefix, x_t], 1), log_q=log_q,
+                           mask_id=mask_id)
 
 
 def generate(model, prompt: torch.Tensor, attention_mask: torch.Tensor | None = None, steps: int = 128,
@@ -158,7 +147,8 @@ def generate(model, prompt: torch.Tensor, attention_mask: torch.Tensor | None = 
              confidence_eos_eot_inf: bool = False, *, threshold: float | None = None, factor: float | None = None,
              shift_logits: bool = False, energy=None, k: int = 1, is_steps: int | None = None,
              rank_dtype: str = "float32", eos_id: int = LLADA_EOS_ID, eot_id: int = LLADA_EOT_ID,
-             generator: torch.Generator | None = None, seed: int | None = None, return_dict: bool = False):
+             generator: torch.Generator | None = None, seed: int | None = None, return_dict: bool = False,
+             timing: bool = False):
     """LLaDA's block-wise semi-autoregressive generation (see the module docstring).
 
     Args:
@@ -183,8 +173,11 @@ def generate(model, prompt: torch.Tensor, attention_mask: torch.Tensor | None = 
             every step). Needs temperature > 0.
         rank_dtype: "float32" (default), "model" (LLaDA's ranking: softmax in the
             logits' dtype, ``torch.topk``) or "float64" (Fast-dLLM's: softmax in float64).
-        generator / seed: the random stream (seed: a fresh generator on the prompt's device).
+        generator / seed: the random stream (edlm_ext._rng: ``seed`` draws the same on CPU
+            and CUDA; neither: a fresh seed); not both.
         return_dict: return a :class:`GenerateOutput` instead of the tokens.
+        timing: measure ``time_model`` / ``time_sampling`` (on CUDA this synchronizes
+            around each part; off by default).
 
     Returns:
         tokens [B, P + gen_length] int64 (LLaDA's return value), or a
@@ -196,7 +189,7 @@ def generate(model, prompt: torch.Tensor, attention_mask: torch.Tensor | None = 
                         remasking=remasking, mask_id=mask_id, logits_eos_inf=logits_eos_inf,
                         confidence_eos_eot_inf=confidence_eos_eot_inf, threshold=threshold, factor=factor,
                         shift_logits=shift_logits, energy=energy, k=k, is_steps=is_steps, rank_dtype=rank_dtype,
-                        eos_id=eos_id, eot_id=eot_id, generator=generator, seed=seed)
+                        eos_id=eos_id, eot_id=eot_id, generator=generator, seed=seed, timing=timing)
     return out if return_dict else out.tokens
 
 
@@ -204,7 +197,7 @@ def run_blockwise(model, prompt, attention_mask=None, *, steps, gen_length, bloc
                   cfg_scale=0.0, remasking="low_confidence", mask_id=LLADA_MASK_ID, logits_eos_inf=False,
                   confidence_eos_eot_inf=False, threshold=None, factor=None, shift_logits=False, energy=None, k=1,
                   is_steps=None, rank_dtype="float32", eos_id=LLADA_EOS_ID, eot_id=LLADA_EOT_ID, generator=None,
-                  seed=None) -> GenerateOutput:
+                  seed=None, timing=False) -> GenerateOutput:
     """The loop behind :func:`generate` and :func:`edlm_ext.integrations.fast_dllm.generate`."""
     prompt = check_prompt(prompt, attention_mask)
     n_blocks, steps_per_block = _check_args(gen_length, block_length, steps, temperature, cfg_scale, remasking,
@@ -218,7 +211,8 @@ def run_blockwise(model, prompt, attention_mask=None, *, steps, gen_length, bloc
     if isinstance(vocab, int) and prompt.numel() and int(prompt.max()) >= vocab:
         raise ValueError(f"prompt holds token id {int(prompt.max())}, outside the model's vocabulary [0, {vocab})")
     device = prompt.device
-    generator = resolve_generator(device, generator, seed)
+    stream = RandomStream(device, generator, seed)
+    timer = Timer(device, enabled=timing)
     B, P = prompt.shape
     L = P + gen_length
     x = torch.cat([prompt, torch.full((B, gen_length), mask_id, dtype=torch.long, device=device)], dim=1)
@@ -229,7 +223,7 @@ def run_blockwise(model, prompt, attention_mask=None, *, steps, gen_length, bloc
     parallel = threshold is not None or factor is not None
     out = GenerateOutput(tokens=x)
     step = _Step(mask_id, temperature, remasking, logits_eos_inf, confidence_eos_eot_inf, eos_id, eot_id,
-                 rank_dtype, generator, L)
+                 rank_dtype, stream, L)
     for blk in range(n_blocks):
         start, end = P + blk * block_length, P + (blk + 1) * block_length
         counts = None if parallel else transfer_counts((x[:, start:end] == mask_id).sum(1), steps_per_block)
@@ -247,10 +241,10 @@ def run_blockwise(model, prompt, attention_mask=None, *, steps, gen_length, bloc
                     i += 1
                     continue
             lo = 0 if bool((x[:, :start] == mask_id).any()) else start  # [MASK] in the prompt competes too
-            with _timed(out, "time_model", device):
+            with timer.section("model"):
                 logits = _guided_logits(model, x, attention_mask, prompt_index, cfg_scale, mask_id)
                 out.model_calls += 1
-            with _timed(out, "time_sampling", device):
+            with timer.section("sampling"):
                 lg = region_logits(logits, lo, end, shift_logits)
                 prefix_energy = _PrefixEnergy(energy, x[:, :lo], k) if use_is and (
                     is_steps is None or i < is_steps) else None
@@ -258,6 +252,7 @@ def run_blockwise(model, prompt, attention_mask=None, *, steps, gen_length, bloc
                                     prefix_energy=prefix_energy, k=k)
             i += 1
             out.steps += 1
+    out.time_model, out.time_sampling = timer.seconds["model"], timer.seconds["sampling"]
     return out
 
 
@@ -275,11 +270,11 @@ def _guided_logits(model, x, attention_mask, prompt_index, cfg_scale, mask_id):
 class _Step:
     """One step on a region: draw x0 at its masked positions, rank, commit."""
 
-    def __init__(self, mask_id, temperature, remasking, eos_inf, eot_inf, eos_id, eot_id, rank_dtype, generator,
-                 length):
+    def __init__(self, mask_id, temperature, remasking, eos_inf, eot_inf, eos_id, eot_id, rank_dtype,
+                 stream: RandomStream, length):
         self.mask_id, self.temperature, self.remasking = mask_id, temperature, remasking
         self.eos_inf, self.eot_inf, self.eos_id, self.eot_id = eos_inf, eot_inf, eos_id, eot_id
-        self.rank_dtype, self.generator, self.length = rank_dtype, generator, length
+        self.rank_dtype, self.stream, self.length = rank_dtype, stream, length
         self.upstream = rank_dtype != "float32"
 
     def __call__(self, lg, xr, lo, *, n, threshold, factor, prefix_energy, k):
@@ -296,12 +291,11 @@ class _Step:
             lg[..., self.eos_id] = float("-inf")
         draw_lg = lg if lg.dtype in (torch.float32, torch.bfloat16, torch.float16) else lg.float()
         if prefix_energy is not None:
-            x0, diag = propose_and_resample(draw_lg, xr, self.mask_id, prefix_energy, k,
-                                            temperature=self.temperature, generator=self.generator)
+            x0, diag = _propose_and_resample(draw_lg, xr, self.mask_id, prefix_energy, k, self.temperature,
+                                             self.stream, energy_chunk=None, check=True)
             logp = diag.logp
         else:
-            x0, logp = masked_sample(draw_lg, xr, self.mask_id, temperature=self.temperature,
-                                     generator=self.generator)
+            x0, logp = masked_sample(draw_lg, xr, self.mask_id, temperature=self.temperature, **self.stream.next())
         cand = xr == self.mask_id
         conf = self._confidence(lg, x0, logp, cand)
         up = dict(upstream=self.upstream, lo=lo, length=self.length)
@@ -316,7 +310,7 @@ class _Step:
 
     def _confidence(self, lg, x0, logp, cand):
         if self.remasking == "random":
-            return torch.rand(x0.shape, generator=self.generator, device=x0.device)
+            return self.stream.rand(x0.shape)
         drop = self.eot_id if self.eot_inf else None
         if self.upstream:
             dtype = torch.float64 if self.rank_dtype == "float64" else lg.dtype

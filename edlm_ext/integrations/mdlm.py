@@ -30,7 +30,7 @@ import sys
 
 import torch
 
-from .._rng import resolve_generator
+from .._rng import RandomStream
 from ..ops import masked_sample, unmask
 from . import mdlm_checkpoint as _ckpt
 from .mdlm_dit import DiT, MDLMConfig, MDLMDenoiser
@@ -62,12 +62,18 @@ def sample_categorical(categorical_probs: torch.Tensor, *, generator: torch.Gene
             (float32, float64, bfloat16 or float16). As in MDLM, a negative weight
             (e.g. a rounding error of ``t - dt``) counts as zero. A row needs a
             positive weight; NaN or inf is an error.
-        generator / seed: the random stream (one float64 uniform per row from
-            ``torch.rand``; seed: a fresh generator on the input's device).
+        generator / seed: the random stream (one float64 uniform per row, ``torch.rand``
+            of the generator; ``seed``: the same draws on CPU and CUDA, edlm_ext._rng).
 
     Returns:
         int64 indices [...] with P(index = v) = w_v / sum(w) for every v.
     """
+    device = categorical_probs.device if isinstance(categorical_probs, torch.Tensor) else "cpu"
+    return _sample_categorical(categorical_probs, RandomStream(device, generator, seed))
+
+
+def _sample_categorical(categorical_probs: torch.Tensor, stream: RandomStream) -> torch.Tensor:
+    """sample_categorical on a stream."""
     if not isinstance(categorical_probs, torch.Tensor):
         raise TypeError(f"categorical_probs must be a torch.Tensor, got {type(categorical_probs).__name__}")
     if not categorical_probs.is_floating_point():
@@ -79,7 +85,6 @@ def sample_categorical(categorical_probs: torch.Tensor, *, generator: torch.Gene
     if rows.stride(-1) != 1:
         rows = rows.contiguous()
     N, device = rows.shape[0], rows.device
-    gen = resolve_generator(device, generator, seed)
     if N == 0:
         return torch.empty(lead, dtype=torch.int64, device=device)
     if bool((rows.amin(dim=-1) < 0).any()):
@@ -98,7 +103,7 @@ def sample_categorical(categorical_probs: torch.Tensor, *, generator: torch.Gene
         what = ("contains NaN" if bool(torch.isnan(rows[r]).any()) else
                 "contains inf or sums to inf" if not bool(torch.isfinite(total[r])) else "has no positive weight")
         raise ValueError(f"sample_categorical: row {r} of categorical_probs {what}")
-    u = torch.rand(N, dtype=torch.float64, generator=gen, device=device)
+    u = stream.rand(N, torch.float64)
     target = u * total
     blk = _first_above(cum, target, mass)
     mass_b = mass.gather(1, blk[:, None]).squeeze(1)
@@ -177,7 +182,7 @@ def ddpm_caching_update(denoiser, x: torch.Tensor, t, dt, p_x0: torch.Tensor | N
             eps = 0): then every masked position unmasks.
         p_x0: the cache returned by the previous call, or None.
         mask_id: the [MASK] id (MDLM's ``mask_index``).
-        generator / seed: the random stream.
+        generator / seed: the random stream (``seed`` draws the same on CPU and CUDA).
         probs: True: the cache is ``exp`` of the denoiser's output, MDLM's p_x0. False:
             the cache is the denoiser's output itself (log-probs), which saves a pass over
             the vocabulary; MDLM's loop only passes the cache back, so :func:`patch` uses this.
@@ -188,8 +193,12 @@ def ddpm_caching_update(denoiser, x: torch.Tensor, t, dt, p_x0: torch.Tensor | N
         vocabulary once, in our kernel), and the next sequence; unmasked positions never
         change and [MASK] is never drawn.
     """
+    return _caching_update(denoiser, x, t, dt, p_x0, mask_id, RandomStream(x.device, generator, seed), probs)
+
+
+def _caching_update(denoiser, x, t, dt, p_x0, mask_id: int, stream: RandomStream, probs: bool):
+    """ddpm_caching_update on a stream."""
     t, dt = _check_times(x, t, dt)
-    generator = resolve_generator(x.device, generator, seed)
     if p_x0 is None:
         log_p = denoiser(x, t.to(torch.float32)).float()
         if probs:
@@ -200,8 +209,8 @@ def ddpm_caching_update(denoiser, x: torch.Tensor, t, dt, p_x0: torch.Tensor | N
             p_x0._edlm_is_log = True  # (a flag, not a self-reference: no cycle keeps the tensor alive)
     else:
         log_p = _log_probs_of(p_x0, x)
-    x0, _ = masked_sample(log_p, x, mask_id, generator=generator)
-    return p_x0, unmask(x, x0, mask_id, (dt / t).clamp(max=1.0), generator=generator)
+    x0, _ = masked_sample(log_p, x, mask_id, **stream.next())
+    return p_x0, unmask(x, x0, mask_id, (dt / t).clamp(max=1.0), **stream.next())
 
 
 def loglinear_sigma(t: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -227,8 +236,12 @@ def ddpm_update(denoiser, x: torch.Tensor, t, dt, *, mask_id: int, noise=None,
     Returns:
         x_next [B, L] int64.
     """
+    return _update(denoiser, x, t, dt, mask_id, noise, RandomStream(x.device, generator, seed))
+
+
+def _update(denoiser, x, t, dt, mask_id: int, noise, stream: RandomStream) -> torch.Tensor:
+    """ddpm_update on a stream."""
     t, dt = _check_times(x, t, dt)
-    generator = resolve_generator(x.device, generator, seed)
 
     def masking(at: torch.Tensor) -> torch.Tensor:
         sigma = loglinear_sigma(at) if noise is None else noise(at)
@@ -239,8 +252,8 @@ def ddpm_update(denoiser, x: torch.Tensor, t, dt, *, mask_id: int, noise=None,
     if not bool((m_t > 0).all()):
         raise ValueError("the masking probability at t must be positive")
     log_p = denoiser(x, t.to(torch.float32)).float()
-    x0, _ = masked_sample(log_p, x, mask_id, generator=generator)
-    return unmask(x, x0, mask_id, ((m_t - m_s) / m_t).clamp(0.0, 1.0), generator=generator)
+    x0, _ = masked_sample(log_p, x, mask_id, **stream.next())
+    return unmask(x, x0, mask_id, ((m_t - m_s) / m_t).clamp(0.0, 1.0), **stream.next())
 
 
 # --------------------------------------------------------------------------- patching MDLM's module
@@ -262,15 +275,16 @@ def patch(diffusion, *, generator: torch.Generator | None = None, seed: int | No
     Args:
         diffusion: an object with MDLM's ``forward(x, sigma)``, ``noise(t) -> (sigma,
             dsigma)`` and ``mask_index`` (kuleshov-group/mdlm's ``diffusion.Diffusion``).
-        generator / seed: one random stream for every patched call (default: fresh
-            entropy), on the device of the object's first parameter.
+        generator / seed: one random stream for every patched call (default: a fresh
+            seed), on the device of the object's first parameter; ``seed`` draws the same
+            on CPU and CUDA.
     """
     for name in ("forward", "noise", "mask_index"):
         if not hasattr(diffusion, name):
             raise TypeError(f"patch needs MDLM's Diffusion (forward, noise, mask_index); {name!r} is missing")
     params = list(diffusion.parameters()) if hasattr(diffusion, "parameters") else []
     device = params[0].device if params else torch.device("cpu")
-    gen = resolve_generator(device, generator, seed)
+    stream = RandomStream(device, generator, seed)
 
     def sigma(t):
         out = diffusion.noise(t)
@@ -280,21 +294,21 @@ def patch(diffusion, *, generator: torch.Generator | None = None, seed: int | No
         return diffusion.forward(x, sigma(t))
 
     mask_id = int(diffusion.mask_index)
-    diffusion._ddpm_caching_update = functools.partial(_caching_method, denoiser, mask_id, gen)
-    diffusion._ddpm_update = functools.partial(_update_method, denoiser, mask_id, gen, sigma)
+    diffusion._ddpm_caching_update = functools.partial(_caching_method, denoiser, mask_id, stream)
+    diffusion._ddpm_update = functools.partial(_update_method, denoiser, mask_id, stream, sigma)
     if sample_categorical_too:
         module = sys.modules.get(type(diffusion).__module__)
         if module is not None and hasattr(module, "_sample_categorical"):
-            module._sample_categorical = functools.partial(sample_categorical, generator=gen)
+            module._sample_categorical = functools.partial(_sample_categorical, stream=stream)
     return diffusion
 
 
-def _caching_method(denoiser, mask_id, gen, x, t, dt, p_x0=None):
-    return ddpm_caching_update(denoiser, x, t, dt, p_x0, mask_id=mask_id, generator=gen, probs=False)
+def _caching_method(denoiser, mask_id, stream, x, t, dt, p_x0=None):
+    return _caching_update(denoiser, x, t, dt, p_x0, mask_id, stream, probs=False)
 
 
-def _update_method(denoiser, mask_id, gen, sigma, x, t, dt):
-    return ddpm_update(denoiser, x, t, dt, mask_id=mask_id, noise=sigma, generator=gen)
+def _update_method(denoiser, mask_id, stream, sigma, x, t, dt):
+    return _update(denoiser, x, t, dt, mask_id, sigma, stream)
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -2,7 +2,7 @@
 denoiser (bidirectional), the AR model that serves as EDLM's energy (causal) and
 an NCE energy network. Pre-norm blocks, rotary position embeddings (rotate-half
 pairs), tied input/output embeddings. A masked diffusion model with learned
-absolute positions stalls on the unigram plateau; RoPE does not (DESIGN §7)."""
+absolute positions stalls on the unigram plateau; RoPE does not (docs/DESIGN.md §7)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# The one prepared GPU check (run on the lent device machine from the repo root):
+# The GPU check of edlm_ext, from the repository root of a machine with a CUDA GPU:
 #   bash python/bench/gpu_check.sh            # results under $OUT (default /tmp/edlm_gpu_out)
-# 1. builds edlm_ext there with EDLM_CUDA=1 (the device's torch differs from ours),
+# 1. builds edlm_ext in place with EDLM_CUDA=1 against that machine's torch,
 # 2. the CPU/CUDA agreement table on the device first (tests/test_cuda.py: the cases the
 #    CUDA simulation runs on every commit, plus the boundary-mismatch rate at 30k draws
 #    and CUDA-graph capture), then the rest of the suite (the simulation's own tests and
 #    the slow float32-Gumbel demo skipped: they need no GPU and run in CI),
 # 3. compute-sanitizer memcheck + racecheck on a small case,
 # 4. the sampling, proposal and unmasking microbenchmarks on CUDA (CSV),
-# and writes logs + CSV + environment to $OUT. Budget: under 9 minutes on an H100
-# (build ~2, agreement <= 1.5, other tests <= 1.5, sanitizers <= 2.5, benchmarks <= 4);
-# run it with timeout_s=570.
+# and writes logs + CSV + environment to $OUT. Each step has its own timeout; on an H100
+# the whole check takes under 9 minutes (build ~2, agreement <= 1.5, other tests <= 1.5,
+# sanitizers <= 2.5, benchmarks <= 4).
 set -uo pipefail
 OUT=${OUT:-/tmp/edlm_gpu_out}
 mkdir -p "$OUT"

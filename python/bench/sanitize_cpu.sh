@@ -35,8 +35,9 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export PYTHONPATH="$PWD/$B/root"
 # -P: no script or working directory on sys.path, so `import edlm_ext` is the tree above.
 "$PY" -P -c "import os, edlm_ext._C as c; f = os.path.realpath(c.__file__); assert '/$B/lib/' in f, f; print('sanitized build:', f)"
+syms=$(nm -D "$B"/lib/edlm_ext/_C*.so)  # (not piped into grep -q: under pipefail its early exit fails nm)
 for sym in __asan_report_load8 __ubsan_handle_float_cast_overflow_abort; do  # the checks are compiled in
-  nm -D "$B"/lib/edlm_ext/_C*.so | grep -q "$sym" || { echo "no $sym in the sanitized build"; exit 1; }
+  grep -q "$sym" <<< "$syms" || { echo "no $sym in the sanitized build"; exit 1; }
 done
 
 echo "== op tests"

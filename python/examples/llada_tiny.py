@@ -47,7 +47,7 @@ def main() -> None:
     print("Dream entropy     ", out.sequences[0, 8:20].tolist(), f"({len(out.history)} steps of history)")
     # EDLM importance sampling inside LLaDA's loop: k proposals per step, weighted by an AR energy
     rich = hf.generate(llada, input_ids, attention_mask, 16, 32, 8, 1.0, mask_id=MASK, seed=0, k=4, is_steps=2,
-                       energy=edlm_ext.AREnergy(lambda ids: ar(ids).logits), return_dict=True)
+                       energy=edlm_ext.AREnergy(lambda ids: ar(ids).logits), return_dict=True, timing=True)
     print("LLaDA + EDLM-AR   ", rich.tokens[0, 8:20].tolist(),
           f"model {rich.time_model * 1e3:.1f} ms, sampling {rich.time_sampling * 1e3:.1f} ms")
 

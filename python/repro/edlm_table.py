@@ -27,11 +27,10 @@ try:
 except ImportError:
     sys.path.insert(0, str(ROOT))
     import edlm_ext
-from edlm_ext import atomic, data, evaluate
+from edlm_ext import atomic, data, evaluate, paths
 from edlm_ext._cli_util import run
-from edlm_ext.train import load_model
+from edlm_ext.models import load_model
 
-ASSETS = ROOT / "edlm_ext" / "assets"
 OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -97,18 +96,18 @@ def main(argv=None):
 
     tok = data.load_tokenizer()
     eot, mask = data.special_ids(tok)
-    den, ar = load_model(ASSETS / "denoiser").to(device), load_model(ASSETS / "ar").to(device)
-    ar_eval = load_model(ASSETS / "ar")  # float32 CPU copy for Gen PPL
-    nce = load_model(ASSETS / "nce").to(device) if (ASSETS / "nce" / "model.safetensors").exists() else None
+    den, ar = load_model(paths.ASSETS / "denoiser").to(device), load_model(paths.ASSETS / "ar").to(device)
+    ar_eval = load_model(paths.ASSETS / "ar")  # float32 CPU copy for Gen PPL
+    nce = load_model(paths.ASSETS / "nce").to(device) if (paths.ASSETS / "nce" / "model.safetensors").exists() else None
     judge = None
     if not a.no_judge:
         from edlm_ext.judge import SmolLM2Judge
 
         judge = SmolLM2Judge()
     chunk = a.energy_chunk or None
-    energies = {"mdlm": None, "edlm-ar": edlm_ext.AREnergy(ar, bos_id=eot, chunk=chunk)}
+    energies = {"mdlm": None, "edlm-ar": edlm_ext.AREnergy(ar, bos_id=eot)}
     if nce is not None:
-        energies["edlm-nce"] = edlm_ext.NCEEnergy(nce, chunk=chunk)
+        energies["edlm-nce"] = edlm_ext.NCEEnergy(nce)
     rows = _read_rows(a.out) if a.resume else []
     done = {(r["method"], r["steps"]) for r in rows}
 
@@ -132,7 +131,8 @@ def main(argv=None):
             continue
         with torch.no_grad(), _autocast(a.autocast, device):
             out = edlm_ext.sample(den, batch_size=a.num_samples, seq_len=a.seq_len, mask_id=mask, steps=steps,
-                                  energy=energies[method], k=a.k, window=a.window, seed=a.seed, device=device)
+                                  energy=energies[method], k=a.k, window=a.window, seed=a.seed, device=device,
+                                  energy_chunk=chunk)
         record(method, steps, out.tokens, out.stats)
     if ("ar", a.seq_len) not in done and not a.no_reference:
         t0 = time.perf_counter()

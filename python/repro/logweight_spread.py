@@ -21,11 +21,10 @@ try:
 except ImportError:
     sys.path.insert(0, str(ROOT))
     import edlm_ext
-from edlm_ext import atomic, data
+from edlm_ext import atomic, data, paths
 from edlm_ext._cli_util import run
-from edlm_ext.train import load_model
+from edlm_ext.models import load_model
 
-ASSETS = ROOT / "edlm_ext" / "assets"
 OUT = Path(__file__).resolve().parent / "results" / "logweight_spread.csv"
 
 
@@ -41,7 +40,7 @@ def main(argv=None):
     atomic.check_output_file(a.out, "--out")
     tok = data.load_tokenizer()
     eot, mask = data.special_ids(tok)
-    den, ar, nce = (load_model(ASSETS / m) for m in ("denoiser", "ar", "nce"))
+    den, ar, nce = (load_model(paths.ASSETS / m) for m in ("denoiser", "ar", "nce"))
     energies = {"edlm-ar": edlm_ext.AREnergy(ar, bos_id=eot), "edlm-nce": edlm_ext.NCEEnergy(nce)}
     x0 = data.Batches(data.token_stream("valid", tok), a.rows, a.seq_len).fixed(1)[0]
     g = torch.Generator().manual_seed(0)

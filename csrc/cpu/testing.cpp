@@ -1,23 +1,31 @@
-// CPU-only test hooks over the counter-based generator: raw Philox4x32-10 blocks
-// (checked against published known-answer vectors), the per-row uniforms the
-// samplers draw, so float64 references can replay a kernel's exact noise, and the
-// same uniforms from each vectorized CPU path.
+// Test hooks over the counter-based generator (CPU only), registered under
+// torch.ops.edlm_ext_testing — not part of the public torch.ops.edlm_ext namespace:
+// raw Philox4x32-10 blocks (checked against published known-answer vectors), the
+// per-row uniforms the samplers draw, so float64 references can replay a kernel's
+// exact noise, and the same uniforms from each vectorized CPU path.
 #include <ATen/ATen.h>
-#include <torch/library.h>
 
 #include <string_view>
 
-#include "../checks.h"
+#include "../ops.h"
 #include "edlm/cpu_philox.h"
 #include "edlm/philox.h"
 
 namespace edlm_ext {
+namespace testing {
+namespace {
+
+edlm::RngKey cpu_key(const char* op, const at::Tensor& rng) {
+  return edlm::load_rng_key(read_rng_key(op, rng, at::Device(at::kCPU)).data_ptr<int64_t>());
+}
+
+}  // namespace
 
 // counters [N, 4] int64 (each a uint32 word), key [2] int64 (uint32 words) -> [N, 4] int64.
-at::Tensor philox4x32_cpu(const at::Tensor& counters, const at::Tensor& key) {
-  TORCH_CHECK(counters.dim() == 2 && counters.size(1) == 4 && counters.scalar_type() == at::kLong,
-              "philox4x32: counters must be int64 [N, 4]");
-  TORCH_CHECK(key.numel() == 2 && key.scalar_type() == at::kLong, "philox4x32: key must be int64 [2]");
+at::Tensor philox4x32(const at::Tensor& counters, const at::Tensor& key) {
+  TORCH_CHECK_VALUE(counters.dim() == 2 && counters.size(1) == 4 && counters.scalar_type() == at::kLong,
+                    "philox4x32: counters must be int64 [N, 4]");
+  TORCH_CHECK_VALUE(key.numel() == 2 && key.scalar_type() == at::kLong, "philox4x32: key must be int64 [2]");
   auto c = counters.contiguous();
   auto k = key.contiguous();
   auto out = at::empty_like(c);
@@ -39,9 +47,9 @@ at::Tensor philox4x32_cpu(const at::Tensor& counters, const at::Tensor& key) {
 
 // The uniforms drawn for rows [0, rows) at rng = [seed, offset] and stream
 // domain + offset (see edlm/philox.h) -> [rows] float64.
-at::Tensor row_uniforms_cpu(const at::Tensor& rng, int64_t rows, int64_t stream) {
-  TORCH_CHECK(rows >= 0, "row_uniforms: rows must be >= 0");
-  const edlm::RngKey key = read_rng_key_cpu("row_uniforms", rng);
+at::Tensor row_uniforms(const at::Tensor& rng, int64_t rows, int64_t stream) {
+  TORCH_CHECK_VALUE(rows >= 0, "row_uniforms: rows must be >= 0");
+  const edlm::RngKey key = cpu_key("row_uniforms", rng);
   auto out = at::empty({rows}, rng.options().dtype(at::kDouble));
   double* op = out.data_ptr<double>();
   const uint64_t st = static_cast<uint64_t>(stream) + key.offset;
@@ -52,15 +60,16 @@ at::Tensor row_uniforms_cpu(const at::Tensor& rng, int64_t rows, int64_t stream)
 // The uniforms for counters rows [N] int64 (as uint64) at rng = [seed, offset] and
 // stream + offset, by the batched CPU path simd ("scalar", "avx2", "avx512"; see
 // edlm/cpu_philox.h) -> [N] float64. A path this CPU lacks is an error.
-at::Tensor philox_uniforms_cpu(const at::Tensor& rng, const at::Tensor& rows, int64_t stream, c10::string_view simd) {
-  const edlm::RngKey key = read_rng_key_cpu("philox_uniforms", rng);
-  TORCH_CHECK(rows.dim() == 1 && rows.scalar_type() == at::kLong, "philox_uniforms: rows must be int64 [N]");
+at::Tensor philox_uniforms(const at::Tensor& rng, const at::Tensor& rows, int64_t stream, c10::string_view simd) {
+  const edlm::RngKey key = cpu_key("philox_uniforms", rng);
+  TORCH_CHECK_VALUE(rows.dim() == 1 && rows.scalar_type() == at::kLong, "philox_uniforms: rows must be int64 [N]");
   using edlm::cpu::Simd;
   const std::string_view name(simd.data(), simd.size());
   const Simd level = name == "avx512" ? Simd::kAvx512 : name == "avx2" ? Simd::kAvx2 : Simd::kScalar;
-  TORCH_CHECK(name == "scalar" || name == "avx2" || name == "avx512", "philox_uniforms: unknown simd '", name, "'");
-  TORCH_CHECK(static_cast<int>(level) <= static_cast<int>(edlm::cpu::best_simd()), "philox_uniforms: this CPU has no ",
-              name);
+  TORCH_CHECK_VALUE(name == "scalar" || name == "avx2" || name == "avx512", "philox_uniforms: unknown simd '", name,
+                    "'");
+  TORCH_CHECK_VALUE(static_cast<int>(level) <= static_cast<int>(edlm::cpu::best_simd()),
+                    "philox_uniforms: this CPU has no ", name);
   auto c = rows.contiguous();
   auto out = at::empty({c.size(0)}, rows.options().dtype(at::kDouble));
   edlm::cpu::uniforms_for_rows(key, static_cast<uint64_t>(stream) + key.offset,
@@ -69,10 +78,5 @@ at::Tensor philox_uniforms_cpu(const at::Tensor& rng, const at::Tensor& rows, in
   return out;
 }
 
-TORCH_LIBRARY_IMPL(edlm_ext, CPU, m) {
-  m.impl("philox4x32", &philox4x32_cpu);
-  m.impl("row_uniforms", &row_uniforms_cpu);
-  m.impl("philox_uniforms", &philox_uniforms_cpu);
-}
-
+}  // namespace testing
 }  // namespace edlm_ext
