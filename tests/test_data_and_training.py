@@ -9,6 +9,7 @@ import torch
 
 from edlm_ext import data
 from edlm_ext.models import ARModel, Denoiser, EnergyNet, ModelConfig
+from edlm_ext.errors import InputError
 from edlm_ext.models import load_model
 from edlm_ext.train import TrainConfig, denoiser_loss, train
 
@@ -145,3 +146,56 @@ def test_train_with_the_gpt2_tokenizer(tmp_path):
     assert model_tokenizer(tmp_path).get_vocab_size() == 50258
     model = load_model(tmp_path)
     assert model(torch.randint(0, 50257, (1, 8))).shape == (1, 8, 50258)
+
+
+def _weights(path):
+    return {k: v for k, v in load_model(path).state_dict().items()}
+
+
+def test_warm_start_from_a_model_folder(tmp_path):
+    """--init: the run starts from the folder's weights (a negligible lr leaves them
+    unchanged, a run without --init does not reproduce them), records where they came
+    from, keeps that through a resume, and refuses another starting folder on resume."""
+    train(_tiny_cfg("denoiser", tmp_path / "a", 4), progress=False)
+    a = _weights(tmp_path / "a")
+    rec = train(_tiny_cfg("denoiser", tmp_path / "b", 1, lr=1e-12, init=str(tmp_path / "a")), progress=False)
+    b = _weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert rec["init"]["path"] == str(tmp_path / "a") and rec["init"]["record"]["steps"] == 4
+    assert len(rec["init"]["model_sha256"]) == 64 and rec["history"][0]["step"] == 0
+    train(_tiny_cfg("denoiser", tmp_path / "c", 1, lr=1e-12), progress=False)  # the same run without --init
+    c = _weights(tmp_path / "c")
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    # a resume keeps the provenance, with or without --init, and never starts over from it
+    rec = train(_tiny_cfg("denoiser", tmp_path / "b", 3, init=str(tmp_path / "a")), progress=False)
+    assert [c["from_step"] for c in rec["commands"]] == [0, 1] and rec["init"]["path"] == str(tmp_path / "a")
+    rec = train(_tiny_cfg("denoiser", tmp_path / "b", 5), progress=False)
+    assert rec["steps"] == 5 and rec["init"]["record"]["steps"] == 4
+    with pytest.raises(InputError, match=r"--init .*c: the checkpoint .* continues a run that started from .*a"):
+        train(_tiny_cfg("denoiser", tmp_path / "b", 7, init=str(tmp_path / "c")), progress=False)
+    with pytest.raises(InputError, match=r"continues a run that started from random weights"):
+        train(_tiny_cfg("denoiser", tmp_path / "c", 2, init=str(tmp_path / "a")), progress=False)
+
+
+def test_warm_start_refuses_a_folder_that_does_not_fit(tmp_path):
+    """Another kind, model size, tokenizer, or no model at all: one line naming the
+    fields, before anything is written."""
+    import json
+
+    train(_tiny_cfg("ar", tmp_path / "ar", 1), progress=False)
+    cases = [(_tiny_cfg("denoiser", tmp_path / "o1", 2, init=str(tmp_path / "ar")), r"kind 'ar' \(this run: 'denoiser'\)")]
+    big = _tiny_cfg("ar", tmp_path / "o2", 2, init=str(tmp_path / "ar"))
+    big.model.d_model = 64
+    cases.append((big, r"d_model 32 \(this run: 64\)"))
+    other = tmp_path / "other_tok"
+    other.mkdir()
+    for f in ("model.safetensors", "record.json"):
+        (other / f).write_bytes((tmp_path / "ar" / f).read_bytes())
+    conf = json.loads((tmp_path / "ar" / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**conf, "tokenizer": "gpt2"}))
+    cases.append((_tiny_cfg("ar", tmp_path / "o3", 2, init=str(other)), r"tokenizer 'gpt2' \(this run: 'austen-bpe-8k'\)"))
+    cases.append((_tiny_cfg("ar", tmp_path / "o4", 2, init=str(tmp_path / "none")), r"none: no such model folder"))
+    for cfg, match in cases:
+        with pytest.raises(InputError, match=match):
+            train(cfg, progress=False)
+        assert not Path(cfg.out).exists()
