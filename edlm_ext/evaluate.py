@@ -221,18 +221,22 @@ def holm(pvalues: list[float], alpha: float = 0.05) -> list[bool]:
 def frontier_rows(sets: dict, is_frontier, *, n_boot: int = 4000, seed: int = 0) -> list[dict]:
     """Every arm of ``sets`` ({(label, steps): SampleSet}) against the frontier of its step
     count (the arms with ``is_frontier(label)`` at those steps): one dict per arm with
-    label, steps, n, frontier (bool) and :func:`compare_to_frontier`'s numbers, and
-    ``holm`` (significant at family-wise 5% among the non-frontier arms of the table).
-    Step counts with fewer than two frontier arms get no relative numbers."""
+    label, steps, n, frontier (bool) and :func:`compare_to_frontier`'s numbers (frontier
+    arms: their Gen PPL and entropy only), and ``holm`` (significant at family-wise 5%
+    among the non-frontier arms of the table). Step counts with fewer than two frontier
+    arms get no relative numbers."""
     rows = []
     for (label, steps), ss in sets.items():
         front = [v for (lab, st), v in sets.items() if st == steps and is_frontier(lab)]
         row = {"label": label, "steps": steps, "n": len(ss.nll), "frontier": bool(is_frontier(label))}
-        if len(front) >= 2:
+        if len(front) >= 2 and not row["frontier"]:
             row.update(compare_to_frontier(ss, front, n_boot=n_boot, seed=seed))
         else:
             ppl, lo, hi = ppl_interval(ss.nll.tolist(), ss.count.tolist())
-            row.update(gen_ppl=ppl, gen_ppl_lo=lo, gen_ppl_hi=hi, entropy=float(ss.entropy.mean()))
+            se = float(ss.entropy.std(ddof=1) / math.sqrt(len(ss.entropy))) if len(ss.entropy) > 1 else 0.0
+            ent = float(ss.entropy.mean())
+            row.update(gen_ppl=ppl, gen_ppl_lo=lo, gen_ppl_hi=hi, entropy=ent, entropy_lo=ent - 1.96 * se,
+                       entropy_hi=ent + 1.96 * se)
         rows.append(row)
     tested = [i for i, r in enumerate(rows) if not r["frontier"] and "p" in r]
     for i, sig in zip(tested, holm([rows[i]["p"] for i in tested])):
