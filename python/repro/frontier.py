@@ -231,9 +231,9 @@ def speed_rows(summary: list[dict], ref_steps: int, judge: str = "smollm2") -> l
     """The speed claim at equal quality: the target is the ``ref_steps`` frontier (MDLM over
     its temperatures at ref_steps). Each arm's quality at S steps is its Gen PPL relative to
     that frontier at its own entropy (rel_ref); the steps it needs are where log rel_ref
-    crosses 0, linear in log steps between measured step counts (or the smallest measured
-    step count if already below; none if never), and the seconds per sample likewise. The
-    speed-up is MDLM's own seconds at ref_steps (T = 1) over the arm's."""
+    crosses 0, linear in log steps between measured step counts (at most the smallest
+    measured step count if already below there; none if never), and the seconds per
+    sample likewise. The speed-up is MDLM's own seconds at ref_steps (T = 1) over the arm's."""
     rows = [r for r in summary if r["judge"] == judge]
     ref = [r for r in rows if r["steps"] == ref_steps and r["frontier"]]
     if len(ref) < 2:
@@ -245,9 +245,12 @@ def speed_rows(summary: list[dict], ref_steps: int, judge: str = "smollm2") -> l
     for arm in dict.fromkeys(r["arm"] for r in rows):
         pts = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["steps"])
         rel = [math.log(p["gen_ppl"]) - float(evaluate.frontier_log_ppl(e_f, y_f, p["entropy"])[0][0]) for p in pts]
+        rel = [0.0 if abs(x) < 1e-9 else x for x in rel]  # a frontier point itself
         need = secs = None
+        at_most = False
         if rel and rel[0] <= 0:
             need, secs = float(pts[0]["steps"]), pts[0]["seconds_per_sample"]
+            at_most = rel[0] < 0  # already below at the fewest steps measured: it needs at most that
         else:
             for (p0, r0), (p1, r1) in zip(zip(pts, rel), zip(pts[1:], rel[1:])):
                 if r0 > 0 >= r1:
@@ -257,7 +260,7 @@ def speed_rows(summary: list[dict], ref_steps: int, judge: str = "smollm2") -> l
                         math.log(p1["seconds_per_sample"]) - math.log(p0["seconds_per_sample"])))
                     break
         out.append({"arm": arm, "ref_steps": ref_steps, "rel_at_steps": {p["steps"]: math.exp(x) for p, x in zip(pts, rel)},
-                    "steps_needed": need, "seconds_needed": secs,
+                    "steps_needed": need, "at_most": at_most, "seconds_needed": secs,
                     "speedup_vs_mdlm": (base["seconds_per_sample"] / secs) if (base and secs) else None})
     return out
 
@@ -303,8 +306,9 @@ def markdown(summary: list[dict], speed: list[dict], a) -> str:
                   "| --- | --- | --- | --- | --- |"]
         for r in speed:
             rel = ", ".join(f"{s}: {v:.3f}" for s, v in r["rel_at_steps"].items())
-            lines.append(f"| {r['arm']} | {rel} | {f(r['steps_needed'], '.1f')} | {f(r['seconds_needed'], '.2f')} "
-                         f"| {f(r['speedup_vs_mdlm'], '.2f')} |")
+            le = "<= " if r["at_most"] else ""
+            lines.append(f"| {r['arm']} | {rel} | {le}{f(r['steps_needed'], '.1f')} | {le}{f(r['seconds_needed'], '.2f')} "
+                         f"| {'>= ' if r['at_most'] else ''}{f(r['speedup_vs_mdlm'], '.2f')} |")
     return "\n".join(lines) + "\n"
 
 
