@@ -168,12 +168,13 @@ def run_smc(run: _Run, denoiser, x: torch.Tensor, grid: list[float], iterator, c
         particles = x.view(B, N, L)
         final = importance_resample(log_W, particles, check=False, **run.stream.next())
     _read_flags(run)  # the last pending checks
-    stats.ess = torch.stack(ess_steps).double().tolist() if ess_steps else []
-    stats.resamples = float(torch.stack(resampled_steps).sum()) * B if resampled_steps else 0.0
+    stats.ess = torch.stack(ess_steps).double().tolist() if ess_steps else []  # (one read each: the last syncs)
+    resampled = torch.stack(resampled_steps).double().tolist() if resampled_steps else []
+    stats.resamples = sum(resampled) * B
     stats.time_total = time.perf_counter() - t_start
     stats.time_denoiser = run.timer.seconds["denoiser"]
     stats.time_energy = run.timer.seconds["energy"]
     stats.time_ops = run.timer.seconds["ops"]
     diag = SMCDiagnostics(particles=particles, log_weights=log_W, log_z=log_z, index=final.index,
-                          ess=stats.ess, resampled=[float(r) for r in resampled_steps])
+                          ess=stats.ess, resampled=resampled)
     return SampleOutput(tokens=final.chosen, stats=stats, smc=diag)
