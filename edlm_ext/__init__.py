@@ -6,7 +6,7 @@ Ops (CPU and CUDA, registered under torch.ops.edlm_ext):
     importance_resample(log_w, proposals, ...) -> ResampleResult(weights, log_z, ess, index, chosen)
     unmask(x_t, x0, mask_id, p, ...) -> x_s
     unmask_confident(x_t, x0, confidence, mask_id, n=... | threshold=...) -> x_s
-Sampler: sample(denoiser, ...), propose_and_resample(...); energies AREnergy, NCEEnergy; train_nce.
+Sampler: sample(denoiser, ...), propose_and_resample(...), propose_unmask_first(...); energies AREnergy, NCEEnergy; train_nce.
 Build information: build_info().
 Integrations (imported on demand): edlm_ext.integrations.mdlm (MDLM drop-ins, checkpoint
 loader), .hf (LLaDA's generate), .fast_dllm, .dream (drop-ins for their generate). Command line:
@@ -25,7 +25,7 @@ from .ops import (
     unmask_confident,
 )
 from ._version import __version__
-from .sampler import ISDiagnostics, SampleOutput, SampleStats, propose_and_resample, sample
+from .sampler import ISDiagnostics, SampleOutput, SampleStats, propose_and_resample, propose_unmask_first, sample
 
 
 def build_info() -> dict:
@@ -47,6 +47,7 @@ __all__ = [
     "unmask",
     "unmask_confident",
     "propose_and_resample",
+    "propose_unmask_first",
     "sample",
     "ISDiagnostics",
     "SampleOutput",

@@ -31,6 +31,12 @@ from .errors import InputError
 
 METHODS = ("mdlm", "edlm-ar", "edlm-nce")
 BENCHES = ("sampling", "proposals", "unmask", "generation")
+PROPOSALS = ("joint", "unmask-first", "smc")
+
+#: The EDLM settings ``sample`` uses where the flags leave them unset: the best measured
+#: method of the frontier evaluation (python/repro/results/README.md, issue 15).
+EDLM_DEFAULTS = {"edlm-ar": {"k": 8, "window": (0.0, 1.0), "proposal": "unmask-first"},
+                 "edlm-nce": {"k": 8, "window": (0.0, 1.0), "proposal": "joint"}}
 
 
 # The sampler's generator is seeded with seed * 65537 + rank, which must stay below 2^64.
@@ -76,6 +82,35 @@ def _temperature(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e).split(": ", 1)[1]) from None
 
 
+def _window(text: str):
+    """--window: W in [0, 1] (t >= 1 - W) or LO,HI (t in [LO, HI], 0 <= LO <= HI <= 1)."""
+    unit = finite_float(0.0, most=1.0)
+    if "," not in text:
+        return unit(text)
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"want W or LO,HI, got {text!r}")
+    lo, hi = unit(parts[0]), unit(parts[1])
+    if lo > hi:
+        raise argparse.ArgumentTypeError(f"LO,HI needs LO <= HI, got {text!r}")
+    return (lo, hi)
+
+
+def edlm_settings(a) -> dict:
+    """The sampler's EDLM keyword arguments from the flags, EDLM_DEFAULTS filling what is unset."""
+    d = EDLM_DEFAULTS.get(a.method, {})
+    window = a.window if a.window is not None else d.get("window", 0.0)
+    out = {"k": a.k if a.k is not None else d.get("k", 4), "proposal": a.proposal or d.get("proposal", "joint"),
+           "is_temp": a.is_temp}
+    if a.is_start is not None or a.is_end is not None:
+        if a.window is not None:
+            raise InputError("pass --window or --is-start / --is-end, not both")
+        out.update(window=0.0, is_start=a.is_start, is_end=a.is_end)
+    else:
+        out["window"] = window
+    return out
+
+
 def _build(method: str, vocab_size: int, seq_len: int, model_seed: int, device: torch.device, models: str):
     """(denoiser, energy or None, mask_id, text tools or None) for a method: the models
     shipped in edlm_ext/assets (trained on the Austen corpus), or tiny random ones."""
@@ -112,9 +147,20 @@ def _parser() -> ArgumentParser:
     s = sub.add_parser("sample", help="sample texts (shipped Austen models) or token sequences (tiny models)")
     s.add_argument("--method", choices=METHODS, default="mdlm")
     s.add_argument("--steps", type=int_at_least(1), default=32)
-    s.add_argument("--k", type=int_at_least(1), default=4, help="proposals per importance-sampling step (edlm-ar)")
-    s.add_argument("--window", type=finite_float(0.0, most=1.0), default=0.2,
-                   help="importance sampling at t >= 1 - window (edlm-ar), in [0, 1]")
+    s.add_argument("--k", type=int_at_least(1), default=None,
+                   help="proposals per importance-sampling step (particles with --proposal smc); default: the best "
+                        "measured setting (edlm_ext.cli.EDLM_DEFAULTS)")
+    s.add_argument("--window", type=_window, default=None,
+                   help="where to importance-sample: W in [0, 1] (t >= 1 - W) or LO,HI (t in [LO, HI]); default: the "
+                        "best measured setting")
+    s.add_argument("--is-start", type=finite_float(0.0, most=1.0), default=None,
+                   help="the public EDLM code's window: IS while --is-end <= t <= --is-start (its defaults 0.6 / 0.4)")
+    s.add_argument("--is-end", type=finite_float(0.0, most=1.0), default=None)
+    s.add_argument("--is-temp", type=finite_float(positive=True), default=1.0,
+                   help="energy temperature: log w = -E / is_temp (default 1)")
+    s.add_argument("--proposal", choices=PROPOSALS, default=None,
+                   help="joint (the paper's step), unmask-first, smc (particles across steps; edlm-ar); default: the "
+                        "best measured one")
     s.add_argument("--temperature", type=_temperature, default=1.0, help="0 (greedy) or in [1e-30, 1e30]")
     s.add_argument("--seed", type=int_at_least(0, SEED_MAX), default=0)
     s.add_argument("--num-samples", type=int_at_least(1), default=8)
@@ -128,9 +174,23 @@ def _parser() -> ArgumentParser:
                    help="shipped (default): the models trained on the Austen corpus; tiny: random tiny models")
     s.add_argument("--prompt", default=None, help="shipped models: text the samples continue (fixed prefix)")
     s.add_argument("--output", default=None, help="JSONL file written by rank 0 (default: print only)")
-    e = sub.add_parser("eval", help="metrics of samples in a JSONL file (entropy, Gen PPL under our AR / SmolLM2)")
-    e.add_argument("input", help="JSONL written by `sample` (shipped models: token ids of the Austen BPE)")
+    e = sub.add_parser("eval", help="metrics of samples in JSONL files (entropy, Gen PPL under our AR / SmolLM2; "
+                       "--frontier: against MDLM's temperature frontier; --likelihood: test-set bounds)")
+    e.add_argument("input", nargs="*", help="JSONL written by `sample` (shipped models: token ids of the Austen BPE)")
     e.add_argument("--judge", action="store_true", help="also Gen PPL under SmolLM2-135M (optional extra)")
+    e.add_argument("--frontier", action="store_true",
+                   help="compare every file with the MDLM frontier of its step count (the mdlm files, at their "
+                        "temperatures): Gen PPL relative to the frontier at equal entropy, bootstrap 95%% intervals")
+    e.add_argument("--csv", default=None, help="--frontier / --likelihood: also write the table to this CSV")
+    e.add_argument("--likelihood", action="store_true",
+                   help="test-set bounds on the validation text: MDLM's ELBO and EDLM's (IS-estimated partition "
+                        "function), per token, with the estimator's variance")
+    e.add_argument("--num-seqs", type=int_at_least(1), default=32, help="--likelihood: validation windows")
+    e.add_argument("--seq-len", type=int_at_least(2), default=128, help="--likelihood: window length")
+    e.add_argument("--steps", type=int_at_least(1), default=16, help="--likelihood: T of the T-step bound")
+    e.add_argument("--k", type=int_at_least(1), default=8, help="--likelihood: IS draws per expectation")
+    e.add_argument("--reps", type=int_at_least(1), default=2, help="--likelihood: IS replicates (variance)")
+    e.add_argument("--seed", type=int_at_least(0, SEED_MAX), default=0)
     t = sub.add_parser("train", help="train a model on the Austen corpus (see python -m edlm_ext.train -h)")
     t.add_argument("args", nargs=argparse.REMAINDER)
     b = sub.add_parser("bench", help="a microbenchmark of python/bench: ours side by side with today's samplers")
@@ -159,6 +219,20 @@ def _check_args(a) -> None:
     """What the flags' types cannot see, before any model is loaded."""
     if a.prompt is not None and a.models != "shipped":
         raise InputError("--prompt needs --models shipped")
+    if a.method != "mdlm":
+        cfg = edlm_settings(a)
+        if cfg["proposal"] == "smc" and a.method != "edlm-ar":
+            raise InputError("--proposal smc needs --method edlm-ar (it scores positions with the AR model)")
+        from .sampler import normalize_window
+
+        try:
+            win = normalize_window(cfg["window"], cfg.get("is_start"), cfg.get("is_end"))
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        if cfg["proposal"] == "smc" and win != (0.0, 1.0):
+            raise InputError("--proposal smc weights every step: use --window 1")
+        if cfg["proposal"] == "smc" and a.is_temp != 1.0:
+            raise InputError("--proposal smc needs --is-temp 1")
     if a.method == "edlm-nce" and a.models != "shipped":
         raise InputError("--method edlm-nce needs --models shipped")
     parse_device(a.device)
@@ -187,16 +261,19 @@ def cmd_sample(a) -> int:
         tok, eot = text
         prefix = torch.tensor([eot] + (tok.encode(a.prompt).ids if a.prompt else []))[: a.seq_len]
     gen = torch.Generator(device=device).manual_seed(a.seed * 65537 + rank)
+    cfg = edlm_settings(a) if energy is not None else {}
+    meta = {"method": a.method, "steps": a.steps, "temperature": a.temperature}
+    if energy is not None:
+        meta.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items() if v is not None})
     records, stats = [], []
     for start in range(lo, hi, a.batch_size):
         n = min(a.batch_size, hi - start)
         with torch.no_grad():
             out = sample(denoiser, batch_size=n, seq_len=a.seq_len, mask_id=mask_id, steps=a.steps, energy=energy,
-                         k=a.k if energy is not None else 1, window=a.window if energy is not None else 0.0,
-                         temperature=a.temperature, prefix=prefix, device=device, generator=gen)
+                         temperature=a.temperature, prefix=prefix, device=device, generator=gen, **cfg)
         stats.append(out.stats)
         for i, row in enumerate(out.tokens.tolist()):
-            rec = {"index": start + i, "rank": rank, "tokens": row}
+            rec = {"index": start + i, "rank": rank, "tokens": row, **meta}
             if text is not None:
                 from .evaluate import decode
 
@@ -241,14 +318,29 @@ def cmd_eval(a) -> int:
     from .evaluate import evaluate
     from .models import load_model, read_model_config
 
+    if a.likelihood:
+        if a.input:
+            raise InputError("--likelihood scores the validation text, not sample files: give no input")
+        return _eval_likelihood(a)
+    if not a.input:
+        raise InputError("eval needs at least one sample file (or --likelihood)")
+    if len(a.input) > 1 and not a.frontier:
+        raise InputError("several sample files need --frontier")
+    if a.csv:
+        if not a.frontier:
+            raise InputError("--csv needs --frontier or --likelihood")
+        atomic.check_output_file(a.csv, "--csv")
     _check_shipped(("ar",))
     tok = load_tokenizer()
     eot, _ = special_ids(tok)
-    tokens = read_samples(a.input, tok.get_vocab_size())
     max_len = read_model_config(os.path.join(paths.ASSETS, "ar"))["max_len"]
-    if tokens.shape[1] > max_len:
-        raise InputError(f"{a.input}: samples of {tokens.shape[1]} tokens exceed the AR model's maximum length "
-                         f"{max_len}")
+    sets = []
+    for path in a.input:
+        tokens = read_samples(path, tok.get_vocab_size())
+        if tokens.shape[1] > max_len:
+            raise InputError(f"{path}: samples of {tokens.shape[1]} tokens exceed the AR model's maximum length "
+                             f"{max_len}")
+        sets.append((path, tokens, sample_meta(path) if a.frontier else None))
     judge = None
     if a.judge:
         from .judge import SmolLM2Judge
@@ -257,8 +349,124 @@ def cmd_eval(a) -> int:
             judge = SmolLM2Judge()
         except ImportError as e:
             raise InputError(f"--judge: {e}") from None
-    m = evaluate(tokens, tok, eot, ar_model=load_model(os.path.join(paths.ASSETS, "ar")), judge=judge)
+    ar = load_model(os.path.join(paths.ASSETS, "ar"))
+    if a.frontier:
+        return _eval_frontier(sets, tok, eot, ar, judge, a)
+    _, tokens, _ = sets[0]
+    m = evaluate(tokens, tok, eot, ar_model=ar, judge=judge)
     print(f"samples={tokens.shape[0]} " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
+    return 0
+
+
+def arm_label(meta: dict) -> str:
+    """A sample file's arm, from the settings ``sample`` records: method[:key=value]..."""
+    label = meta["method"]
+    if meta.get("temperature", 1.0) != 1.0 or label == "mdlm":
+        label += f":T={meta.get('temperature', 1.0):g}"
+    if label.split(":")[0] != "mdlm":
+        w = meta.get("window")
+        if meta.get("is_start") is not None or meta.get("is_end") is not None:
+            w = f"is_end={meta.get('is_end')}-is_start={meta.get('is_start')}"
+        elif isinstance(w, list):
+            w = f"{w[0]:g}-{w[1]:g}"
+        label += f":proposal={meta.get('proposal')}:k={meta.get('k')}:w={w}"
+        if meta.get("is_temp", 1.0) != 1.0:
+            label += f":is_temp={meta['is_temp']:g}"
+    return label
+
+
+def sample_meta(path: str) -> dict:
+    """The settings ``sample --output`` recorded in a file (its first record): method,
+    steps, temperature and the EDLM settings; an InputError if they are missing."""
+    with open(path, encoding="utf-8") as f:
+        first = json.loads(next(line for line in f if line.strip()))
+    if not isinstance(first.get("method"), str) or not isinstance(first.get("steps"), int):
+        raise InputError(f"{path}: --frontier needs the method and steps that `sample --output` records "
+                         "(a file from an older version?)")
+    return first
+
+
+def _eval_frontier(sets, tok, eot, ar, judge, a) -> int:
+    from .evaluate import SampleSet, ar_nlls, decode, frontier_rows, judge_nlls, sample_entropies
+
+    judges = {"ar": {}}
+    if judge is not None:
+        judges["smollm2"] = {}
+    for path, tokens, meta in sets:
+        key = (arm_label(meta), meta["steps"])
+        if key in judges["ar"]:
+            raise InputError(f"{path}: a second file of arm {key[0]} at {key[1]} steps")
+        ent = sample_entropies(tokens)
+        judges["ar"][key] = SampleSet(ar_nlls(tokens, ar, eot), [tokens.shape[1]] * len(tokens), ent)
+        if judge is not None:
+            scored = judge_nlls(judge, decode(tokens, tok, eot))
+            judges["smollm2"][key] = SampleSet([s for s, _ in scored], [n for _, n in scored], ent)
+    table = []
+    for name, groups in judges.items():
+        for r in frontier_rows(groups, lambda label: label.split(":")[0] == "mdlm", seed=a.seed):
+            table.append({"judge": name, **r})
+    cols = ["judge", "steps", "label", "n", "gen_ppl", "gen_ppl_lo", "gen_ppl_hi", "entropy", "frontier_ppl", "rel",
+            "rel_lo", "rel_hi", "p", "holm", "extrapolated"]
+    for r in table:
+        cells = [f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c, "-")) for c in cols]
+        print(" ".join(f"{c}={v}" for c, v in zip(cols, cells)))
+    if a.csv:
+        atomic.write_csv(a.csv, [{c: r.get(c) for c in cols} for r in table], cols)
+    return 0
+
+
+def _eval_likelihood(a) -> int:
+    """Test-set bounds on validation windows: MDLM's T-step and continuous ELBO, and EDLM's
+    T-step bound for each shipped energy, per token, with 95% intervals (sequences as units)
+    and the importance-sampling standard deviation of one sequence's estimate."""
+    import math
+
+    from . import data
+    from .energy import AREnergy, NCEEnergy
+    from .likelihood import likelihood_bounds, mdlm_continuous_nelbo
+    from .models import load_model, read_model_config
+
+    _check_shipped(("denoiser", "ar"))
+    max_len = read_model_config(os.path.join(paths.ASSETS, "denoiser"))["max_len"]
+    if a.seq_len > max_len:
+        raise InputError(f"--seq-len {a.seq_len} exceeds the shipped models' maximum length {max_len}")
+    if a.csv:
+        atomic.check_output_file(a.csv, "--csv")
+    tok = data.load_tokenizer()
+    eot, mask = data.special_ids(tok)
+    x0 = data.Batches(data.token_stream("valid", tok), a.num_seqs, a.seq_len).fixed(1)[0]
+    den = load_model(os.path.join(paths.ASSETS, "denoiser"))
+    energies = {"edlm-ar": AREnergy(load_model(os.path.join(paths.ASSETS, "ar")), bos_id=eot)}
+    if os.path.exists(os.path.join(paths.ASSETS, "nce", "model.safetensors")):
+        energies["edlm-nce"] = NCEEnergy(load_model(os.path.join(paths.ASSETS, "nce")))
+    L = x0.shape[1]
+    rows = []
+
+    def row(name, per_seq, is_var=None):
+        v = per_seq.double() / L
+        m, se = float(v.mean()), float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0
+        r = {"model": name, "nats_per_token": m, "lo": m - 1.96 * se, "hi": m + 1.96 * se, "ppl": math.exp(m),
+             "ppl_lo": math.exp(m - 1.96 * se), "ppl_hi": math.exp(m + 1.96 * se),
+             "is_sd_per_token": float(is_var.double().mean().sqrt()) / L if is_var is not None else None}
+        rows.append(r)
+        sd = f" IS sd per sequence (per token) {r['is_sd_per_token']:.4f}" if is_var is not None else ""
+        print(f"{name}: {m:.4f} nats/token ({r['lo']:.4f}-{r['hi']:.4f}), perplexity <= {r['ppl']:.2f} "
+              f"({r['ppl_lo']:.2f}-{r['ppl_hi']:.2f}){sd}")
+
+    with torch.no_grad():
+        cont = mdlm_continuous_nelbo(den, x0, mask, n_t=8, seed=a.seed)
+        row("mdlm (continuous-time ELBO)", cont)
+        first = True
+        for name, energy in energies.items():
+            out = likelihood_bounds(den, x0, mask, steps=a.steps, energy=energy, k=a.k, reps=a.reps, seed=a.seed)
+            if first:
+                row(f"mdlm ({a.steps}-step ELBO)", out["mdlm"])
+                first = False
+            row(f"{name} ({a.steps}-step bound, k={a.k}, {a.reps} IS reps)", out["edlm"],
+                out["edlm_is_var"] if a.reps > 1 else None)
+    print(f"({a.num_seqs} validation windows of {L} tokens; 95% intervals over windows)")
+    if a.csv:
+        atomic.write_csv(a.csv, rows)
     return 0
 
 

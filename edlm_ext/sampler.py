@@ -2,11 +2,17 @@
 
 Method (EDLM, ICLR 2025; docs/DESIGN.md §1): at each step t -> s the denoiser's
 logits give a factorized proposal p_θ(x0 | x_t). Inside the importance-sampling
-window (t >= 1 - window) we draw k proposals, weight them by exp(-E(x0, x_t)) and
-resample one, which targets p_θ(x0 | x_t) exp(-E); outside it x0 is one plain draw.
-Then an update rule (the ``strategy``) commits some masked positions to x0: MDLM's
-posterior q(x_s | x_t, x0) unmasks each with probability (t - s) / t (log-linear
-schedule: masking probability t). Sequences never lose a token once unmasked.
+window (t in [t_lo, t_hi]) we draw k proposals, weight them by exp(-E(x0, x_t) / is_temp)
+and resample one, which targets p_θ(x0 | x_t) exp(-E) (is_temp = 1); outside it x0 is
+one plain draw. Then an update rule (the ``strategy``) commits some masked positions to
+x0: MDLM's posterior q(x_s | x_t, x0) unmasks each with probability (t - s) / t
+(log-linear schedule: masking probability t). Sequences never lose a token once unmasked.
+
+Three proposals (``proposal=``, docs/DESIGN.md §9): "joint" is the paper's step above;
+"unmask-first" decides first which positions unmask at this step and lets the k
+candidates differ only there (:func:`propose_unmask_first`); "smc" carries k weighted
+particles across all steps (edlm_ext/smc.py), whose output converges to the energy's
+global target (p_AR for EDLM-AR) rather than to a per-step correction.
 
 Everything random goes through edlm_ext's exact kernels under one seed rule
 (edlm_ext._rng): ``seed=`` reproduces a run exactly, on CPU and CUDA alike.
@@ -73,29 +79,60 @@ def _energy_call(energy: Energy, candidates: torch.Tensor, x_t: torch.Tensor, lo
 
 
 def _propose_and_resample(logits, x_t, mask_id, energy, k, temperature, stream: RandomStream, energy_chunk,
-                          check: bool, timer: Timer = NO_TIMER, pending: list | None = None):
-    """propose_and_resample on a stream. check=False: no host synchronization; the
+                          check: bool, timer: Timer = NO_TIMER, pending: list | None = None, is_temp: float = 1.0,
+                          hits: torch.Tensor | None = None):
+    """propose_and_resample on a stream (hits=None), or propose_unmask_first (hits: the
+    positions unmasking at this step). check=False: no host synchronization; the
     invalid-row checks are appended to `pending` as (flag tensor, raise function)."""
     B, L, _ = logits.shape
     with timer.section("ops"):
-        proposals, logp = sample_proposals(logits, x_t, mask_id, k, temperature=temperature, check=check,
+        if hits is None:
+            x_draw, shared_logp = x_t, None
+        else:  # one shared draw everywhere, then the k candidates re-draw the hit positions only
+            shared, shared_logp = masked_sample(logits, x_t, mask_id, temperature=temperature, check=check,
+                                                **stream.next())
+            x_draw = torch.where(hits, mask_id, shared)
+        proposals, logp = sample_proposals(logits, x_draw, mask_id, k, temperature=temperature, check=check,
                                            _per_position=True, **stream.next())
-        log_q = logp.sum(dim=-1, dtype=torch.float64)  # [B, k]
+        log_q = logp.sum(dim=-1, dtype=torch.float64)  # [B, k]: over the positions masked in x_draw
         candidates = proposals.reshape(B * k, L)
         x_rep = x_t.unsqueeze(1).expand(B, k, L).reshape(B * k, L)
     with timer.section("energy"):
         e = _energy_call(energy, candidates, x_rep, log_q.reshape(B * k), mask_id, energy_chunk)
     with timer.section("ops"):
         log_w = (-e.detach().to(torch.float64)).view(B, k)
+        if is_temp != 1.0:
+            log_w = log_w / is_temp
         res = importance_resample(log_w, proposals, check=check, **stream.next())
         chosen_logp = logp[torch.arange(B, device=logits.device), res.index]
+        if shared_logp is not None:  # the chosen candidate's per-position logp, shared fill included
+            chosen_logp = torch.where(hits, chosen_logp, shared_logp)
     if pending is not None:
-        pending.append((torch.isnan(logp[:, 0]).any(),
-                        lambda: _raise_for_invalid_rows(logits, x_t, mask_id, logp[:, 0], "sample_proposals")))
+        first = logp[:, 0] if shared_logp is None else shared_logp
+        pending.append((torch.isnan(first).any(),
+                        lambda: _raise_for_invalid_rows(logits, x_t, mask_id, first, "sample_proposals")))
         pending.append((torch.isnan(res.log_z).any(), lambda: _raise_for_invalid_weights(log_w, res.log_z)))
     diag = ISDiagnostics(ess=res.ess, weights=res.weights, log_w=log_w, log_q=log_q, index=res.index,
                          logp=chosen_logp)
     return res.chosen, diag
+
+
+def check_is_temp(is_temp, where: str) -> float:
+    """is_temp: a finite float > 0 (log w = -E / is_temp)."""
+    if isinstance(is_temp, bool) or not isinstance(is_temp, (int, float)) or not 0.0 < is_temp < float("inf"):
+        raise ValueError(f"{where}: is_temp must be a finite number > 0, got {is_temp!r}")
+    return float(is_temp)
+
+
+def _check_hits(hits, x_t: torch.Tensor, mask_id: int) -> torch.Tensor:
+    if not isinstance(hits, torch.Tensor) or hits.dtype != torch.bool or hits.shape != x_t.shape:
+        raise ValueError(f"hits must be a bool tensor of x_t's shape {tuple(x_t.shape)}, got "
+                         f"{getattr(hits, 'dtype', type(hits).__name__)} {tuple(getattr(hits, 'shape', ()))}")
+    if hits.device != x_t.device:
+        raise ValueError(f"hits is on {hits.device} but x_t is on {x_t.device}")
+    if bool((hits & (x_t != mask_id)).any()):
+        raise ValueError("hits must mark masked positions of x_t only")
+    return hits
 
 
 def propose_and_resample(
@@ -106,11 +143,12 @@ def propose_and_resample(
     k: int,
     *,
     temperature: float = 1.0,
+    is_temp: float = 1.0,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     energy_chunk: int | None = None,
 ) -> tuple[torch.Tensor, ISDiagnostics]:
-    """One EDLM importance-sampling step: k proposals, weights exp(-E), one resample.
+    """One EDLM importance-sampling step: k proposals, weights exp(-E / is_temp), one resample.
 
     Args:
         logits: [B, L, V] denoiser logits for x_t ("subs": [MASK] never drawn).
@@ -121,6 +159,9 @@ def propose_and_resample(
             b*k .. b*k+k-1 (x_t rows repeated to match).
         k: proposals per row (k = 1 returns the single proposal).
         temperature: as in :func:`edlm_ext.masked_sample`.
+        is_temp: the energy temperature (the public EDLM code's ``sampling.is_temp``):
+            log w = -E / is_temp; 1 targets p_θ · exp(-E), < 1 sharpens the pick, large
+            values approach a plain draw.
         generator, seed: the random stream (edlm_ext._rng: ``seed`` draws the same on CPU
             and CUDA); not both.
         energy_chunk: at most this many candidates per energy call (memory budget).
@@ -132,8 +173,62 @@ def propose_and_resample(
     Raises:
         ValueError: as the ops (invalid rows included), or an energy of the wrong shape.
     """
+    is_temp = check_is_temp(is_temp, "propose_and_resample")
     stream = RandomStream(logits.device, generator, seed)
-    return _propose_and_resample(logits, x_t, mask_id, energy, k, temperature, stream, energy_chunk, check=True)
+    return _propose_and_resample(logits, x_t, mask_id, energy, k, temperature, stream, energy_chunk, check=True,
+                                 is_temp=is_temp)
+
+
+def propose_unmask_first(
+    logits: torch.Tensor,
+    x_t: torch.Tensor,
+    mask_id: int,
+    energy: Energy,
+    k: int,
+    hits: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    is_temp: float = 1.0,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    energy_chunk: int | None = None,
+) -> tuple[torch.Tensor, ISDiagnostics]:
+    """The unmask-first EDLM step: importance sampling over the positions that unmask now.
+
+    ``hits`` [B, L] marks the masked positions that unmask at this step (the sampler
+    decides them before any token is drawn: MDLM's posterior picks them independently
+    of the tokens). One shared draw y ~ p_θ(· | x_t) fills every masked position; then
+    k candidates re-draw the hit positions S only (the rest of each candidate is y);
+    each is weighted by exp(-E / is_temp) with E the energy of the whole candidate and
+    log q over S only (``log_q`` handed to the energy is Σ_{i in S} log p_θ(x_i | x_t));
+    one is resampled.
+
+    What it targets (docs/DESIGN.md §9). Given y, the resampled tokens on S converge as
+    k grows to ∝ q_S(x_S) exp(-E(x_S, y)); for EDLM-AR (E = -log p_AR + log q_S) that is
+    p_AR(x_S | y, x_t's unmasked tokens). Over the shared draw, the law of x_S converges
+    to Σ_y p_θ(y | x_t) p_AR(x_S | y, x_t) (y on the masked positions outside S). The
+    paper's step (:func:`propose_and_resample`, then the posterior keeps S) converges to
+    the AR marginal p_AR(x_S | x_t) = Σ_y p_AR(y | x_t) p_AR(x_S | y, x_t): the two agree
+    when the denoiser's law of the other masked tokens is the AR model's. The energy's
+    signal is spent on the tokens that survive the step, and ESS is that of |S| tokens,
+    not of every masked one (tests/test_unmask_first.py enumerates both targets).
+
+    Args:
+        logits, x_t, mask_id, energy, k, temperature, is_temp, generator, seed, energy_chunk:
+            as in :func:`propose_and_resample`.
+        hits: [B, L] bool, True only at masked positions of x_t.
+
+    Returns:
+        x0: [B, L] int64, the chosen candidate (resampled on S, the shared draw elsewhere;
+            a sampler keeps only S).
+        diagnostics: :class:`ISDiagnostics` (log_q: over S; logp: the chosen candidate's,
+            the shared draw's outside S).
+    """
+    is_temp = check_is_temp(is_temp, "propose_unmask_first")
+    hits = _check_hits(hits, x_t, mask_id)
+    stream = RandomStream(logits.device, generator, seed)
+    return _propose_and_resample(logits, x_t, mask_id, energy, k, temperature, stream, energy_chunk, check=True,
+                                 is_temp=is_temp, hits=hits)
 
 
 # ---------------------------------------------------------------------------------
@@ -150,6 +245,7 @@ class SampleStats:
     energy_calls: int = 0  # IS steps (each scores all B*k candidates)
     skipped_steps: int = 0  # steps with nothing to unmask (first-hitting) or nothing masked
     cached_steps: int = 0  # steps that reused the previous logits
+    resamples: float = 0.0  # proposal="smc": rows resampled, summed over steps
     ess: list = field(default_factory=list)  # per IS step: mean ESS over the batch
     time_denoiser: float = 0.0  # seconds
     time_energy: float = 0.0
@@ -173,6 +269,7 @@ class SampleStats:
 class SampleOutput:
     tokens: torch.Tensor  # [B, L] int64, no [MASK] left
     stats: SampleStats
+    smc: object | None = None  # proposal="smc": the final particles (edlm_ext.smc.SMCDiagnostics)
 
 
 # ---------------------------------------------------------------------------------
@@ -189,7 +286,7 @@ class _Run:
     steps: int
     energy: Energy | None
     k: int
-    window: float
+    window: tuple[float, float] | None  # IS at steps with t_lo <= t <= t_hi; None: never
     temperature: float
     update: Callable
     threshold: float
@@ -199,12 +296,63 @@ class _Run:
     stream: RandomStream
     timer: Timer
     stats: SampleStats
+    is_temp: float = 1.0
+    proposal: str = "joint"
+    ess_threshold: float = 0.5
     pending: list = field(default_factory=list)  # (flag, raise function) of the last step's checks
+
+    def importance_sampling(self, t: float) -> bool:
+        """Whether the step at time t importance-samples."""
+        if self.energy is None or self.k <= 1 or self.window is None:
+            return False
+        lo, hi = self.window
+        return lo - 1e-12 <= t <= hi + 1e-12
+
+
+#: the proposals of an importance-sampling step (docs/DESIGN.md §9)
+PROPOSALS = ("joint", "unmask-first", "smc")
+#: the public EDLM code's window defaults (``sampling.is_start`` / ``sampling.is_end``)
+PUBLIC_IS_START, PUBLIC_IS_END = 0.6, 0.4
+
+
+def _unit(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def normalize_window(window, is_start=None, is_end=None) -> tuple[float, float] | None:
+    """The importance-sampling window as (t_lo, t_hi), or None (never).
+
+    ``window`` a number w in [0, 1]: t >= 1 - w (0: never, 1: every step); a pair
+    (t_lo, t_hi) with 0 <= t_lo <= t_hi <= 1: t in [t_lo, t_hi]. ``is_start`` /
+    ``is_end`` (the public EDLM code's names: IS while is_end <= t <= is_start) replace
+    ``window``, which must then be left at 0; one given alone takes the public code's
+    default for the other (is_start 0.6, is_end 0.4)."""
+    if is_start is not None or is_end is not None:
+        if not (isinstance(window, (int, float)) and not isinstance(window, bool) and window == 0):
+            raise ValueError("pass window= or is_start= / is_end=, not both")
+        hi = _unit("is_start", PUBLIC_IS_START if is_start is None else is_start)
+        lo = _unit("is_end", PUBLIC_IS_END if is_end is None else is_end)
+        if lo > hi:
+            raise ValueError(f"is_end must be <= is_start (IS while is_end <= t <= is_start), got is_end={lo}, "
+                             f"is_start={hi}")
+        return lo, hi
+    if isinstance(window, (tuple, list)):
+        if len(window) != 2:
+            raise ValueError(f"window must be a number in [0, 1] or a pair (t_lo, t_hi), got {window!r}")
+        lo, hi = _unit("window[0] (t_lo)", window[0]), _unit("window[1] (t_hi)", window[1])
+        if lo > hi:
+            raise ValueError(f"window (t_lo, t_hi) needs t_lo <= t_hi, got {tuple(window)}")
+        return lo, hi
+    w = _unit("window", window)
+    return None if w == 0 else (1.0 - w, 1.0)
 
 
 def _check_args(denoiser, batch_size, seq_len, mask_id, steps, energy, k, window, temperature, schedule, strategy,
-                first_hitting, eps, device, generator, seed) -> tuple[torch.device, RandomStream]:
-    """Every check of sample()'s arguments, before any work; (device, random stream)."""
+                first_hitting, eps, device, generator, seed, is_temp=1.0, proposal="joint", is_start=None,
+                is_end=None, ess_threshold=0.5):
+    """Every check of sample()'s arguments, before any work; (device, random stream, window)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if strategy not in UPDATES:
@@ -221,17 +369,33 @@ def _check_args(denoiser, batch_size, seq_len, mask_id, steps, energy, k, window
         raise TypeError(f"denoiser must be callable, got {type(denoiser).__name__}")
     if energy is not None and not callable(energy):
         raise TypeError(f"energy must be callable or None, got {type(energy).__name__}")
-    if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0.0 <= window <= 1.0:
-        raise ValueError(f"window must be in [0, 1], got {window}")
+    win = normalize_window(window, is_start, is_end)
     check_temperature(temperature, "sample")
+    is_temp = check_is_temp(is_temp, "sample")
+    if proposal not in PROPOSALS:
+        raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
     if first_hitting and strategy != "ancestral":
         raise ValueError("first_hitting applies to the ancestral strategy only")
+    if proposal != "joint" and strategy != "ancestral":
+        raise ValueError(f"proposal={proposal!r} needs strategy='ancestral' (the positions that unmask must be "
+                         "decided before the tokens are drawn)")
+    if proposal == "smc":
+        if energy is None:
+            raise ValueError("proposal='smc' needs an energy")
+        if win != (0.0, 1.0):
+            raise ValueError("proposal='smc' weights every step: use window=1.0 (or (0, 1))")
+        if is_temp != 1.0:
+            raise ValueError("proposal='smc' targets the energy's own distribution: is_temp must be 1")
+        if first_hitting:
+            raise ValueError("proposal='smc' does not skip steps: first_hitting must be False")
+    if isinstance(ess_threshold, bool) or not isinstance(ess_threshold, (int, float)) or not 0 <= ess_threshold <= 1:
+        raise ValueError(f"ess_threshold must be in [0, 1], got {ess_threshold!r}")
     if not 0.0 < eps < 1.0:
         raise ValueError(f"eps must be in (0, 1), got {eps}")
     if device is None:
         device = generator.device if isinstance(generator, torch.Generator) else torch.device("cpu")
     device = torch.device(device)
-    return device, RandomStream(device, generator, seed)
+    return device, RandomStream(device, generator, seed), win, is_temp
 
 
 def _initial_sequence(batch_size: int, seq_len: int, mask_id: int, prefix, device) -> torch.Tensor:
@@ -324,15 +488,18 @@ def _step(run: _Run, denoiser: _CachedDenoiser, x: torch.Tensor, t: float, s: fl
     stats.steps += 1
     masked = x == mask_id
     p_unmask = (t - s) / t
-    hits = _unmasking(run, x, p_unmask) if run.first_hitting else None
+    is_step = run.importance_sampling(t)
+    unmask_first = is_step and run.proposal == "unmask-first"
+    hits = _unmasking(run, x, p_unmask) if run.first_hitting or unmask_first else None
     go, changed = _read_flags(run, (hits if hits is not None else masked).any(), denoiser.changed(x))
-    if not go:  # nothing masked, or (first-hitting) nothing unmasks: no denoiser call
+    if not go:  # nothing masked, or (first-hitting / unmask-first) nothing unmasks: no denoiser call
         stats.skipped_steps += 1
         return x
     lg = denoiser(x, t, changed)
-    if run.energy is not None and run.k > 1 and run.window > 0 and t >= 1.0 - run.window - 1e-12:
+    if is_step:
         x0, diag = _propose_and_resample(lg, x, mask_id, run.energy, run.k, run.temperature, run.stream,
-                                         run.energy_chunk, check=False, timer=run.timer, pending=run.pending)
+                                         run.energy_chunk, check=False, timer=run.timer, pending=run.pending,
+                                         is_temp=run.is_temp, hits=hits if unmask_first else None)
         stats.energy_calls += 1
         stats.ess.append(diag.ess.mean())
         logp = diag.logp
@@ -385,8 +552,13 @@ def sample(
     steps: int,
     energy: Energy | None = None,
     k: int = 1,
-    window: float = 0.0,
+    window: float | tuple[float, float] = 0.0,
     temperature: float = 1.0,
+    is_temp: float = 1.0,
+    proposal: str = "joint",
+    is_start: float | None = None,
+    is_end: float | None = None,
+    ess_threshold: float = 0.5,
     schedule: str = "loglinear",
     prefix: torch.Tensor | None = None,
     strategy: str = "ancestral",
@@ -409,9 +581,28 @@ def sample(
         steps: grid steps from t = 1 to t = eps (log-linear schedule).
         energy: None (plain MDLM sampling) or an energy (the protocol of
             :class:`edlm_ext.energy.Energy`; :class:`edlm_ext.AREnergy`, :class:`edlm_ext.NCEEnergy`).
-        k: proposals per IS step; window: IS at steps with t >= 1 - window (0: never,
-            so the energy is never called; 1: every step).
-        temperature: of every draw. schedule: "loglinear".
+        k: proposals per IS step (particles with ``proposal="smc"``).
+        window: where in time to importance-sample: a number w, steps with t >= 1 - w
+            (0: never, so the energy is never called; 1: every step), or a pair
+            (t_lo, t_hi), steps with t_lo <= t <= t_hi (t runs from 1 down to eps).
+        is_start, is_end: the public EDLM code's names for the window (IS while
+            is_end <= t <= is_start; its defaults 0.6 / 0.4 fill in the one not given);
+            instead of ``window``.
+        temperature: of every draw.
+        is_temp: the energy temperature: log w = -E / is_temp (1: the EDLM target
+            p_θ · exp(-E); < 1 a sharper pick; the public code's ``sampling.is_temp``).
+        proposal: "joint" (the paper's step: k candidates over every masked position,
+            :func:`propose_and_resample`), "unmask-first" (the positions that unmask at
+            this step are decided first and the candidates differ only there,
+            :func:`propose_unmask_first`; ancestral only) or "smc" (sequential Monte
+            Carlo: k particles carried across every step with incremental weights,
+            resampled when their ESS falls below ``ess_threshold`` · k; its output
+            converges to the energy's global target, p_AR(x0 | prefix) for EDLM-AR, as k
+            grows; :mod:`edlm_ext.smc`; needs window=1, is_temp=1). docs/DESIGN.md §9
+            says what each targets and measured.
+        ess_threshold: ``proposal="smc"``: resample when ESS < ess_threshold · k
+            (1: every step, 0: never).
+        schedule: "loglinear".
         prefix: fixed tokens that never change: [P] / [B, P] (the first P positions)
             or [L] / [B, L] with -1 at free positions (infilling).
         strategy: the update rule (:data:`UPDATES`): "ancestral" (MDLM posterior: each
@@ -446,13 +637,14 @@ def sample(
         TypeError / ValueError: bad arguments (before any work); an invalid row (NaN or
             +inf logits, an energy of NaN) as the ops name it, at the step after it occurred.
     """
-    device, stream = _check_args(denoiser, batch_size, seq_len, mask_id, steps, energy, k, window, temperature,
-                                 schedule, strategy, first_hitting, eps, device, generator, seed)
+    device, stream, win, is_temp = _check_args(denoiser, batch_size, seq_len, mask_id, steps, energy, k, window,
+                                               temperature, schedule, strategy, first_hitting, eps, device,
+                                               generator, seed, is_temp, proposal, is_start, is_end, ess_threshold)
     stats = SampleStats(tokens=batch_size * seq_len)
     t_start = time.perf_counter()
-    run = _Run(batch_size, seq_len, mask_id, steps, energy, k, window, temperature, UPDATES[strategy], threshold,
-               first_hitting, energy_chunk, device, stream, Timer(device, enabled=timing), stats)
-    cached = _CachedDenoiser(denoiser, run, cache)
+    run = _Run(batch_size, seq_len, mask_id, steps, energy, k, win, temperature, UPDATES[strategy], threshold,
+               first_hitting, energy_chunk, device, stream, Timer(device, enabled=timing), stats, is_temp=is_temp,
+               proposal=proposal, ess_threshold=float(ess_threshold))
     x = _initial_sequence(batch_size, seq_len, mask_id, prefix, device)
     grid = _time_grid(steps, eps)
     iterator = range(steps)
@@ -460,6 +652,11 @@ def sample(
         from tqdm.auto import tqdm
 
         iterator = tqdm(iterator, desc="sampling", unit="step")
+    if proposal == "smc" and k > 1:
+        from .smc import run_smc
+
+        return run_smc(run, denoiser, x, grid, iterator, cache, t_start)
+    cached = _CachedDenoiser(denoiser, run, cache)
     for i in iterator:
         x = _step(run, cached, x, grid[i], grid[i + 1], steps - i)
     # The run's last synchronization: leftovers, the last step's checks, the ESS values.

@@ -16,7 +16,6 @@ fixed prefix unmasked (the first pattern), that rule happens to be exact, which 
 a test with the unmasked token at position 0 alone cannot see it.
 """
 import itertools
-import math
 
 import numpy as np
 import pytest
@@ -24,122 +23,11 @@ import torch
 
 import edlm_ext
 from tests.stats import CHI2_ALPHA, chisquare_pvalue
+from tests.tiny_joint import (BOS, CELLS, JOINT, MASK, PREFIX, T, L, M, V, Group, ar_logits, call, code, exact_law,
+                              tv)
 
-T, L = 3, 4  # real tokens 0..2 at each of 4 positions
-MASK, BOS = 3, 4
-V = 5
-M = MASK
-CELLS = torch.tensor(list(itertools.product(range(T), repeat=L)))  # [81, L], index = base-3 code
 N_PER_GROUP = 1500
 K = 64
-
-
-def _joint() -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    j = torch.rand((T,) * L, generator=g, dtype=torch.float64) ** 4  # peaked: far from its marginals' product
-    return j / j.sum()
-
-
-JOINT = _joint()
-PREFIX = {m: JOINT.sum(tuple(range(m, L))) if m < L else JOINT for m in range(1, L + 1)}  # [x_<m] -> p(x_<m)
-
-
-def _code(x: torch.Tensor, base: int) -> torch.Tensor:
-    """Row-wise base-`base` code of integer rows (first column most significant)."""
-    w = base ** torch.arange(x.shape[-1] - 1, -1, -1)
-    return (x * w).sum(-1)
-
-
-# ---- the oracles: AR model, denoiser, true conditional ------------------------------------------------------------
-
-
-def _ar_logits(ids: torch.Tensor) -> torch.Tensor:
-    """Exact next-token logits of the joint: logits[:, i] predicts the token after ids[:, i].
-    A leading BOS column means "nothing read yet" (then logits[:, 0] predicts x_0)."""
-    n = ids.shape[0]
-    bos = ids[:, 0] == BOS
-    assert bool(bos.all()) or not bool(bos.any()), "BOS in some rows only"
-    s = 1 if bool(bos.any()) else 0
-    out = torch.zeros(n, L, V, dtype=torch.float64)
-    out[..., MASK:] = float("-inf")
-    for i in range(L):
-        m = i + 1 - s  # tokens read so far
-        if m >= L:
-            continue  # predicts beyond the sequence: never scored
-        ctx = ids[:, s:i + 1]
-        assert bool((ctx < T).all()), "the AR model read a [MASK] or BOS"
-        table = PREFIX[m + 1].reshape(T ** m, T)[_code(ctx, T) if m else torch.zeros(n, dtype=torch.long)]
-        out[:, i, :T] = (table / table.sum(-1, keepdim=True)).log()
-    return out.float()
-
-
-class _Group:
-    """One x_t row pattern: its true conditional and its exact factorized proposal."""
-
-    def __init__(self, x_t: tuple[int, ...]):
-        self.x_t = torch.tensor(x_t)
-        self.masked = self.x_t == MASK
-        keep = ((CELLS == self.x_t) | self.masked).all(1)
-        self.cells = CELLS[keep]  # [C, L] the x0 consistent with x_t
-        p = JOINT.reshape(-1)[keep]
-        self.log_pu = p.sum().log()  # log p(unmasked tokens of x_t)
-        self.p = p / p.sum()  # true conditional p(x0 | x_t) over self.cells
-        self.log_marg = torch.zeros(L, T, dtype=torch.float64)  # log p(x_i | x_t) (0 at unmasked positions)
-        for i in torch.nonzero(self.masked).flatten().tolist():
-            self.log_marg[i] = torch.zeros(T, dtype=torch.float64).index_add_(0, self.cells[:, i], self.p).log()
-        self.q = self.log_q(self.cells).exp()
-
-    def log_q(self, x0: torch.Tensor) -> torch.Tensor:
-        return (self.log_marg[torch.arange(L), x0] * self.masked).sum(-1)
-
-    def logits(self) -> torch.Tensor:
-        lg = torch.full((L, V), float("-inf"), dtype=torch.float64)
-        lg[:, :T] = self.log_marg
-        return lg.float()
-
-    def forced(self) -> torch.Tensor:
-        """Π_{i masked} p(x_i | x_<i) over self.cells, normalized: what the old carry-over rule targets."""
-        lw = torch.zeros(self.cells.shape[0], dtype=torch.float64)
-        for i in torch.nonzero(self.masked).flatten().tolist():
-            lw += PREFIX[i + 1].reshape(-1)[_code(self.cells[:, :i + 1], T)].log()
-            lw -= PREFIX[i].reshape(-1)[_code(self.cells[:, :i], T)].log() if i else 0.0
-        return (lw - lw.logsumexp(0)).exp()
-
-    def limit(self, energy) -> torch.Tensor:
-        """What importance resampling under `energy` converges to as k -> inf: ∝ q · exp(-E)."""
-        n = self.cells.shape[0]
-        e = _call(energy, self.cells, self.x_t.expand(n, L), self.log_q(self.cells))
-        lw = self.q.log() - e.double()
-        return (lw - lw.logsumexp(0)).exp()
-
-
-def _call(energy, cand, x_t, log_q):
-    return energy(cand, x_t, log_q=log_q, mask_id=MASK)
-
-
-def exact_law(q: torch.Tensor, target: torch.Tensor, k: int) -> np.ndarray:
-    """Exact law of one importance resample among k proposals from q with weights
-    w = target / q: P(x) = k q(x) w(x) E[1 / (w(x) + S)], S the sum of the other k - 1
-    weights, and E[1 / (a + S)] = ∫_0^∞ e^{-ta} M(t)^{k-1} dt with M(t) = Σ_y q(y) e^{-t w(y)}.
-    The integral is taken over log t (Simpson's rule, float64), where the integrand is smooth."""
-    q, target = q.double(), target.double()
-    w = target / q
-    w = w / w.max()
-    s = torch.linspace(-40.0, math.log(60.0 / float(w.min())), 40_001, dtype=torch.float64)
-    t = s.exp()
-    e = torch.exp(-t[:, None] * w[None, :])  # [S, C]
-    f = e * (e @ q).pow(k - 1)[:, None] * t[:, None]  # integrand in s (dt = t ds)
-    h = float(s[1] - s[0])
-    simpson = torch.ones(len(s), dtype=torch.float64)
-    simpson[1:-1:2], simpson[2:-1:2] = 4.0, 2.0
-    law = k * q * w * (simpson @ f) * h / 3
-    assert abs(float(law.sum()) - 1) < 1e-7, float(law.sum())
-    return law.numpy()
-
-
-def _tv(a, b) -> float:
-    return 0.5 * float(np.abs(np.asarray(a) - np.asarray(b)).sum())
-
 
 # ---- the x_t patterns ---------------------------------------------------------------------------------------------
 
@@ -162,12 +50,12 @@ def _settings(unmasked: tuple[int, ...]) -> list[tuple[int, ...]]:
         x = [M] * L
         for i, v in zip(unmasked, vals):
             x[i] = v
-        g = _Group(tuple(x))
-        rows.append((-round(_tv(g.forced(), g.p), 9), tuple(x)))
+        g = Group(tuple(x))
+        rows.append((-round(tv(g.forced(), g.p), 9), tuple(x)))
     return [x for _, x in sorted(rows, key=lambda r: r[0])[:2]]
 
 
-GROUPS = [_Group(x) for u in PATTERNS.values() for x in _settings(u)]
+GROUPS = [Group(x) for u in PATTERNS.values() for x in _settings(u)]
 NAMES = [f"{name} {tuple('M' if v == M else v for v in g.x_t.tolist())}"
          for name, g in zip([n for n in PATTERNS for _ in range(2)], GROUPS)]
 POS0_FIXED = [i for i, g in enumerate(GROUPS) if not bool(g.masked[0])]
@@ -176,7 +64,7 @@ PREFIX_ONLY = [0, 1]  # the groups of the first pattern
 # Groups where the factorized proposal is far from the target (TV >= 0.2): an energy
 # defect that reweights by anything but p / q must show there. (With one masked position
 # the proposal is already exact: weights that depend on p / q alone stay uniform.)
-FAR = [i for i, g in enumerate(GROUPS) if _tv(g.q, g.p) >= 0.2]
+FAR = [i for i, g in enumerate(GROUPS) if tv(g.q, g.p) >= 0.2]
 
 
 def _batch(groups: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -196,8 +84,8 @@ def _draws(energy, k: int, groups: list[int], seed: int = 0) -> dict[int, np.nda
     out = {}
     for i in groups:
         rows = x0[gid == i]
-        local = {int(c): j for j, c in enumerate(_code(GROUPS[i].cells, T))}
-        idx = torch.tensor([local[int(c)] for c in _code(rows, T)])
+        local = {int(c): j for j, c in enumerate(code(GROUPS[i].cells, T))}
+        idx = torch.tensor([local[int(c)] for c in code(rows, T)])
         out[i] = np.bincount(idx.numpy(), minlength=GROUPS[i].cells.shape[0])
     return out
 
@@ -212,7 +100,7 @@ def _pvalues(energy, k: int, groups: list[int], seed: int = 0) -> dict[int, floa
 
 
 def _ar(bos: bool) -> edlm_ext.AREnergy:
-    return edlm_ext.AREnergy(_ar_logits, bos_id=BOS if bos else None)
+    return edlm_ext.AREnergy(ar_logits, bos_id=BOS if bos else None)
 
 
 class _OldCarryOverAREnergy(edlm_ext.AREnergy):
@@ -236,11 +124,11 @@ class _RatioNet(torch.nn.Module):
     log density ratio of data to proposal, up to a constant per x_t)."""
 
     def forward(self, x0, x_t):
-        code = _code(x_t, V)
+        key = code(x_t, V)
         e = torch.empty(x0.shape[0], dtype=torch.float64)
         for g in GROUPS:
-            rows = code == int(_code(g.x_t, V))
-            logp = JOINT.reshape(-1)[_code(x0[rows], T)].log() - g.log_pu
+            rows = key == int(code(g.x_t, V))
+            logp = JOINT.reshape(-1)[code(x0[rows], T)].log() - g.log_pu
             e[rows] = -logp + g.log_q(x0[rows])
         return e.float()
 
@@ -276,21 +164,21 @@ def test_what_each_energy_converges_to():
     for i, g in enumerate(GROUPS):
         for energy in [_ar(True), edlm_ext.NCEEnergy(_RatioNet())] + ([_ar(False)] if i in POS0_FIXED else []):
             assert torch.allclose(g.limit(energy), g.p, atol=1e-5), NAMES[i]
-        old = g.limit(_OldCarryOverAREnergy(_ar_logits, bos_id=BOS))
+        old = g.limit(_OldCarryOverAREnergy(ar_logits, bos_id=BOS))
         assert torch.allclose(old, g.forced(), atol=1e-5), NAMES[i]
         if i in PREFIX_ONLY:
             assert torch.allclose(old, g.p, atol=1e-5)
         else:
-            assert _tv(old, g.p) > 0.1, f"{NAMES[i]}: the power check is too weak ({_tv(old, g.p):.3f})"
+            assert tv(old, g.p) > 0.1, f"{NAMES[i]}: the power check is too weak ({tv(old, g.p):.3f})"
 
 
 def test_importance_sampling_approaches_the_joint():
     # Exact laws: the factorized proposal is far from the target (k = 1), and the resampled
     # law approaches it as k grows; the draws follow the exact finite-k law at each k.
     groups = list(range(len(GROUPS)))
-    tv = {k: [_tv(exact_law(g.q, g.p, k), g.p) for g in GROUPS] for k in (1, 4, K)}
+    dist = {k: [tv(exact_law(g.q, g.p, k), g.p) for g in GROUPS] for k in (1, 4, K)}
     assert len(FAR) >= 6, "the joint is too close to its marginals' product for this test"
-    for a, b, c in zip(tv[1], tv[4], tv[K]):
+    for a, b, c in zip(dist[1], dist[4], dist[K]):
         assert (a > b > c or a < 1e-9) and c < 0.05
     for k, seed in ((4, 1), (K, 0)):
         p = _pvalues(_ar(True), k, groups, seed)
@@ -307,7 +195,7 @@ def test_ar_energy_without_bos_refuses_a_masked_position_0():
     assert bool(g.masked[0])
     x_t = g.x_t.expand(g.cells.shape[0], L)
     with pytest.raises(ValueError, match="bos_id"):
-        _call(_ar(False), g.cells, x_t, g.log_q(g.cells))
+        call(_ar(False), g.cells, x_t, g.log_q(g.cells))
     with pytest.raises(ValueError, match="log_q"):
         _ar(True)(g.cells, x_t, log_q=g.log_q(g.cells)[:-1].float())
 
@@ -321,7 +209,7 @@ def test_old_carry_over_rule_fails():
     # Power check: the former default is run and misses the true target in every pattern
     # with a masked token before an unmasked one, while its draws follow its own target.
     groups = list(range(len(GROUPS)))
-    old = _OldCarryOverAREnergy(_ar_logits, bos_id=BOS)
+    old = _OldCarryOverAREnergy(ar_logits, bos_id=BOS)
     counts = _draws(old, K, groups)
     for i in groups:
         g = GROUPS[i]
@@ -349,7 +237,7 @@ def test_sign_flip_fails():
 
 
 def test_probabilities_for_log_probabilities_fails():
-    _fails_everywhere(_ProbSumAREnergy(_ar_logits, bos_id=BOS))
+    _fails_everywhere(_ProbSumAREnergy(ar_logits, bos_id=BOS))
 
 
 def test_candidate_regrouping_mixup_fails():

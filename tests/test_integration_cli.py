@@ -111,3 +111,54 @@ def test_edlm_console_script_is_declared(tmp_path):
                    capture_output=True)
     eps = next(tmp_path.glob("*.egg-info")) / "entry_points.txt"
     assert "edlm = edlm_ext.cli:main" in eps.read_text()
+
+
+@pytest.mark.parametrize("flags", [["--proposal", "unmask-first"], ["--proposal", "smc", "--window", "1"],
+                                   ["--window", "0.4,0.6", "--is-temp", "0.5"], ["--is-start", "0.7"]])
+def test_sample_edlm_options_with_tiny_models(tmp_path, flags):
+    out = tmp_path / "s.jsonl"
+    assert main(["sample", "--models", "tiny", "--method", "edlm-ar", "--num-samples", "3", "--seq-len", "8",
+                 "--steps", "4", "--k", "2", "--output", str(out), *flags]) == 0
+    records = _read(out)
+    _check_records(records, 3, 8)
+    assert records[0]["method"] == "edlm-ar" and records[0]["steps"] == 4 and records[0]["k"] == 2
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--window", "0.6,0.4"], "LO <= HI"), (["--window", "0.5", "--is-start", "0.6"], "not both"),
+    (["--proposal", "smc", "--window", "0.5"], "--window 1"), (["--proposal", "smc", "--is-temp", "2"], "--is-temp 1"),
+    (["--is-temp", "0"], "must be > 0")])
+def test_sample_edlm_bad_options(tmp_path, flags, match, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["sample", "--models", "tiny", "--method", "edlm-ar", "--output", str(tmp_path / "o.jsonl"), *flags])
+    assert match in str(e.value.code) + capsys.readouterr().err  # (InputError: the exit message; argparse: stderr)
+
+
+def test_eval_frontier_and_likelihood(tmp_path, capsys):
+    import csv
+
+    from edlm_ext.cli import _shipped_available
+
+    if not _shipped_available():
+        pytest.skip("no trained models in edlm_ext/assets")
+    files = []
+    for i, flags in enumerate([["--method", "mdlm"], ["--method", "mdlm", "--temperature", "0.8"],
+                               ["--method", "edlm-ar", "--k", "2", "--proposal", "unmask-first"]]):
+        files.append(str(tmp_path / f"{i}.jsonl"))
+        assert main(["sample", "--num-samples", "6", "--seq-len", "16", "--steps", "2", "--seed", str(i),
+                     "--output", files[-1], *flags]) == 0
+    capsys.readouterr()
+    table = tmp_path / "f.csv"
+    assert main(["eval", "--frontier", *files, "--csv", str(table)]) == 0
+    rows = list(csv.DictReader(table.open()))
+    assert {r["label"] for r in rows} == {"mdlm:T=1", "mdlm:T=0.8", "edlm-ar:proposal=unmask-first:k=2:w=0-1"}
+    edlm = next(r for r in rows if r["label"].startswith("edlm-ar"))
+    assert float(edlm["rel_lo"]) <= float(edlm["rel"]) <= float(edlm["rel_hi"])
+    with pytest.raises(SystemExit, match="need --frontier"):
+        main(["eval", *files])
+    assert main(["eval", "--likelihood", "--num-seqs", "2", "--seq-len", "16", "--steps", "2", "--k", "2",
+                 "--csv", str(tmp_path / "l.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "mdlm (2-step ELBO)" in out and "edlm-ar (2-step bound" in out and "IS sd" in out
+    with pytest.raises(SystemExit, match="give no input"):
+        main(["eval", "--likelihood", files[0]])

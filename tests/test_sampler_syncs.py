@@ -62,6 +62,8 @@ CASES = {
     "edlm_ar": dict(steps=8, energy=edlm_ext.AREnergy(AR, bos_id=MASK), k=4, window=1.0),
     "edlm_ar_first_hitting": dict(steps=16, energy=edlm_ext.AREnergy(AR, bos_id=MASK), k=4, window=0.5,
                                   first_hitting=True),
+    "edlm_ar_unmask_first": dict(steps=16, energy=edlm_ext.AREnergy(AR, bos_id=MASK), k=4, window=(0.2, 0.9),
+                                 proposal="unmask-first", is_temp=0.5),
 }
 
 
@@ -71,6 +73,15 @@ def test_a_sampling_step_makes_one_host_synchronization(monkeypatch, case):
     assert len(per_step) == CASES[case]["steps"]
     assert per_step == [1] * len(per_step), per_step
     assert total - sum(per_step) <= 3  # after the loop: the ESS values, the last flags, a final denoise
+    assert not bool((out.tokens == MASK).any())
+
+
+def test_smc_makes_one_host_synchronization_per_step():
+    steps = 8
+    with HostSyncCounter() as counter:
+        out = edlm_ext.sample(_Table(0), batch_size=3, seq_len=L, mask_id=MASK, seed=0, steps=steps,
+                              energy=edlm_ext.AREnergy(AR, bos_id=MASK), k=4, window=1.0, proposal="smc")
+    assert counter.count <= steps + 3, counter.count  # after the loop: the last checks, the ESS, the resamples
     assert not bool((out.tokens == MASK).any())
 
 

@@ -40,7 +40,7 @@ import torch
 
 from .._rng import RandomStream
 from ..ops import masked_sample
-from ..sampler import _propose_and_resample
+from ..sampler import _propose_and_resample, check_is_temp, normalize_window
 from ..timing import Timer
 from . import _remask
 
@@ -146,6 +146,7 @@ def generate(model, prompt: torch.Tensor, attention_mask: torch.Tensor | None = 
              remasking: str = "low_confidence", mask_id: int = LLADA_MASK_ID, logits_eos_inf: bool = False,
              confidence_eos_eot_inf: bool = False, *, threshold: float | None = None, factor: float | None = None,
              shift_logits: bool = False, energy=None, k: int = 1, is_steps: int | None = None,
+             window=None, is_start: float | None = None, is_end: float | None = None, is_temp: float = 1.0,
              rank_dtype: str = "float32", eos_id: int = LLADA_EOS_ID, eot_id: int = LLADA_EOT_ID,
              generator: torch.Generator | None = None, seed: int | None = None, return_dict: bool = False,
              timing: bool = False):
@@ -171,6 +172,12 @@ def generate(model, prompt: torch.Tensor, attention_mask: torch.Tensor | None = 
             the energy (as in :func:`edlm_ext.propose_and_resample`) on the sequence
             up to the block's end, at the first ``is_steps`` steps of each block (None:
             every step). Needs temperature > 0.
+        window, is_start, is_end: instead of ``is_steps``, where in time to
+            importance-sample, as in :func:`edlm_ext.sample` (a number w: t >= 1 - w; a
+            pair (t_lo, t_hi); or the public EDLM code's is_start / is_end). A step's t
+            is the fraction of the block still masked before it (mean over rows), so
+            t runs from 1 toward 0 within each block.
+        is_temp: the energy temperature, log w = -E / is_temp (as in :func:`edlm_ext.sample`).
         rank_dtype: "float32" (default), "model" (LLaDA's ranking: softmax in the
             logits' dtype, ``torch.topk``) or "float64" (Fast-dLLM's: softmax in float64).
         generator / seed: the random stream (edlm_ext._rng: ``seed`` draws the same on CPU
@@ -188,7 +195,8 @@ def generate(model, prompt: torch.Tensor, attention_mask: torch.Tensor | None = 
                         block_length=block_length, temperature=temperature, cfg_scale=cfg_scale,
                         remasking=remasking, mask_id=mask_id, logits_eos_inf=logits_eos_inf,
                         confidence_eos_eot_inf=confidence_eos_eot_inf, threshold=threshold, factor=factor,
-                        shift_logits=shift_logits, energy=energy, k=k, is_steps=is_steps, rank_dtype=rank_dtype,
+                        shift_logits=shift_logits, energy=energy, k=k, is_steps=is_steps, window=window,
+                        is_start=is_start, is_end=is_end, is_temp=is_temp, rank_dtype=rank_dtype,
                         eos_id=eos_id, eot_id=eot_id, generator=generator, seed=seed, timing=timing)
     return out if return_dict else out.tokens
 
@@ -196,12 +204,19 @@ def generate(model, prompt: torch.Tensor, attention_mask: torch.Tensor | None = 
 def run_blockwise(model, prompt, attention_mask=None, *, steps, gen_length, block_length, temperature=0.0,
                   cfg_scale=0.0, remasking="low_confidence", mask_id=LLADA_MASK_ID, logits_eos_inf=False,
                   confidence_eos_eot_inf=False, threshold=None, factor=None, shift_logits=False, energy=None, k=1,
-                  is_steps=None, rank_dtype="float32", eos_id=LLADA_EOS_ID, eot_id=LLADA_EOT_ID, generator=None,
-                  seed=None, timing=False) -> GenerateOutput:
+                  is_steps=None, window=None, is_start=None, is_end=None, is_temp=1.0, rank_dtype="float32",
+                  eos_id=LLADA_EOS_ID, eot_id=LLADA_EOT_ID, generator=None, seed=None,
+                  timing=False) -> GenerateOutput:
     """The loop behind :func:`generate` and :func:`edlm_ext.integrations.fast_dllm.generate`."""
     prompt = check_prompt(prompt, attention_mask)
     n_blocks, steps_per_block = _check_args(gen_length, block_length, steps, temperature, cfg_scale, remasking,
                                             threshold, factor, rank_dtype)
+    is_temp = check_is_temp(is_temp, "generate")
+    win = None
+    if window is not None or is_start is not None or is_end is not None:
+        if is_steps is not None:
+            raise ValueError("pass is_steps= or window= / is_start= / is_end=, not both")
+        win = normalize_window(0.0 if window is None else window, is_start, is_end)
     if isinstance(mask_id, bool) or not isinstance(mask_id, int) or mask_id < 0:
         raise ValueError(f"mask_id must be an int >= 0, got {mask_id!r}")
     use_is = energy is not None and k > 1
@@ -246,10 +261,13 @@ def run_blockwise(model, prompt, attention_mask=None, *, steps, gen_length, bloc
                 out.model_calls += 1
             with timer.section("sampling"):
                 lg = region_logits(logits, lo, end, shift_logits)
-                prefix_energy = _PrefixEnergy(energy, x[:, :lo], k) if use_is and (
-                    is_steps is None or i < is_steps) else None
+                in_window = is_steps is None or i < is_steps
+                if use_is and win is not None:
+                    t = float((x[:, start:end] == mask_id).double().mean())
+                    in_window = win[0] - 1e-12 <= t <= win[1] + 1e-12
+                prefix_energy = _PrefixEnergy(energy, x[:, :lo], k) if use_is and in_window else None
                 x[:, lo:end] = step(lg, x[:, lo:end], lo, n=n, threshold=threshold, factor=factor,
-                                    prefix_energy=prefix_energy, k=k)
+                                    prefix_energy=prefix_energy, k=k, is_temp=is_temp)
             i += 1
             out.steps += 1
     out.time_model, out.time_sampling = timer.seconds["model"], timer.seconds["sampling"]
@@ -277,7 +295,7 @@ class _Step:
         self.rank_dtype, self.stream, self.length = rank_dtype, stream, length
         self.upstream = rank_dtype != "float32"
 
-    def __call__(self, lg, xr, lo, *, n, threshold, factor, prefix_energy, k):
+    def __call__(self, lg, xr, lo, *, n, threshold, factor, prefix_energy, k, is_temp=1.0):
         V = lg.shape[-1]
         for name, tok, on in (("eos_id", self.eos_id, self.eos_inf), ("eot_id", self.eot_id, self.eot_inf)):
             if on and not 0 <= tok < V:
@@ -292,7 +310,7 @@ class _Step:
         draw_lg = lg if lg.dtype in (torch.float32, torch.bfloat16, torch.float16) else lg.float()
         if prefix_energy is not None:
             x0, diag = _propose_and_resample(draw_lg, xr, self.mask_id, prefix_energy, k, self.temperature,
-                                             self.stream, energy_chunk=None, check=True)
+                                             self.stream, energy_chunk=None, check=True, is_temp=is_temp)
             logp = diag.logp
         else:
             x0, logp = masked_sample(draw_lg, xr, self.mask_id, temperature=self.temperature, **self.stream.next())
