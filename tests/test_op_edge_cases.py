@@ -246,7 +246,7 @@ def test_window_zero_never_calls_the_energy():
     ({"seq_len": -2}, ValueError, "seq_len must be an int >= 0, got -2"),
     ({"batch_size": 2.0}, TypeError, "batch_size must be an int"),
     ({"steps": True}, TypeError, "steps must be an int"),
-    ({"window": float("nan")}, ValueError, "window must be in"),
+    ({"window": float("nan")}, ValueError, "window must be a number in"),
     ({"temperature": 1e-40}, ValueError, "temperature must be 0"),
 ])
 def test_sample_rejects_bad_arguments_by_name(kwargs, exc, match):
