@@ -1,4 +1,4 @@
-# make demo   - the main job: build, then sample text with the shipped models (EDLM-AR, CPU, seconds)
+# make demo   - the main job: build, then sample text with the shipped models (EDLM-AR: SMC, 4 particles to keep it to seconds; CPU)
 # make test   - build, then the whole test suite (what .ci/run runs)
 # make bench  - the CPU sampling microbenchmark (prints a table, writes CSV)
 # make cuda-build - compile + link the CUDA kernels against torch 2.14.1+cu130 (no GPU needed)
@@ -42,8 +42,8 @@ test-asan: $(VENV)/.stamp
 	PY=$(VPY) bash python/bench/sanitize_cpu.sh
 
 demo: build
-	PYTHONPATH=$(CURDIR) $(VPY) -m edlm_ext sample --method edlm-ar --num-samples 4 --seq-len 128 --steps 32 \
-		--k 4 --window 0.5 --seed 0 --prompt "It is a truth universally acknowledged"
+	PYTHONPATH=$(CURDIR) $(VPY) -m edlm_ext sample --method edlm-ar --num-samples 4 --seq-len 128 --steps 16 \
+		--k 4 --seed 0 --prompt "It is a truth universally acknowledged"
 
 bench: build
 	PYTHONPATH=$(CURDIR) $(VPY) python/bench/bench_sampling.py --device cpu --shapes 16x1024x8192 --dtypes fp32,bf16

@@ -599,7 +599,10 @@ def sample(
             resampled when their ESS falls below ``ess_threshold`` · k; its output
             converges to the energy's global target, p_AR(x0 | prefix) for EDLM-AR, as k
             grows; :mod:`edlm_ext.smc`; needs window=1, is_temp=1). docs/DESIGN.md §9
-            says what each targets and measured.
+            says what each targets and measured: Gen PPL relative to MDLM's temperature
+            frontier at equal entropy (shipped models, 128 tokens, SmolLM2 judge) smc 0.81
+            at 8 steps and 0.71 at 16 with k = 8 (0.71 / 0.67 with k = 16), unmask-first
+            0.89 / 0.97, joint 0.95 at 8.
         ess_threshold: ``proposal="smc"``: resample when ESS < ess_threshold · k
             (1: every step, 0: never).
         schedule: "loglinear".

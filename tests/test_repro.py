@@ -128,3 +128,31 @@ def test_frontier_report_and_speed(tmp_path):
     assert "| 8 | edlm-ar:proposal=smc |" in md and "<= 8.0" in md
     frontier.plot(summary, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 0
+
+
+# ---- the CLI's default EDLM method is the best measured one ------------------------------------------------------
+
+def _settings(cfg: dict) -> dict:
+    window = cfg["window"]
+    window = (1.0 - window, 1.0) if not isinstance(window, tuple) else window
+    return {"proposal": cfg["proposal"], "k": cfg["k"], "window": tuple(float(w) for w in window)}
+
+
+def test_cli_default_edlm_method_is_the_best_measured():
+    # python/repro/results/frontier.csv (committed): among the EDLM-AR arms measured at every
+    # step count of the table, the lowest mean Gen PPL relative to the MDLM frontier (SmolLM2)
+    # must be the one edlm_ext.cli.EDLM_DEFAULTS names
+    import csv
+
+    from edlm_ext.cli import EDLM_DEFAULTS
+
+    with (PATH.parent / "results" / "frontier.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["judge"] == "smollm2" and r["arm"].startswith("edlm-ar")]
+    steps = {r["steps"] for r in rows}
+    rel: dict = {}
+    for r in rows:
+        rel.setdefault(r["arm"], {})[r["steps"]] = math.log(float(r["rel"]))
+    complete = {arm: sum(v.values()) / len(v) for arm, v in rel.items() if set(v) == steps}
+    assert len(complete) >= 2, "the table must compare several EDLM-AR arms at every step count"
+    best = min(complete, key=complete.get)
+    assert _settings(frontier.parse_arm(best, 8)) == _settings(EDLM_DEFAULTS["edlm-ar"]), (best, complete)
