@@ -162,3 +162,21 @@ def test_eval_frontier_and_likelihood(tmp_path, capsys):
     assert "mdlm (2-step ELBO)" in out and "edlm-ar (2-step bound" in out and "IS sd" in out
     with pytest.raises(SystemExit, match="give no input"):
         main(["eval", "--likelihood", files[0]])
+
+
+def test_edlm_defaults_fill_only_what_the_flags_leave_unset():
+    # the best measured EDLM-AR arm (SMC, every step) unless the flags ask for what SMC cannot
+    # do: then the best measured proposal that takes a window / an energy temperature
+    from edlm_ext.cli import EDLM_DEFAULTS, _parser, edlm_settings
+
+    d = EDLM_DEFAULTS["edlm-ar"]
+
+    def settings(*flags):
+        return edlm_settings(_parser().parse_args(["sample", "--method", "edlm-ar", *flags]))
+
+    assert settings() == {"k": d["k"], "proposal": "smc", "is_temp": 1.0, "window": (0.0, 1.0)}
+    assert settings("--window", "1")["proposal"] == "smc"
+    for flags in (["--window", "0.5"], ["--window", "0.4,0.6"], ["--is-start", "0.6"], ["--is-temp", "0.5"]):
+        assert settings(*flags)["proposal"] == d["windowed"], flags
+    assert settings("--window", "0.5", "--proposal", "joint")["proposal"] == "joint"
+    assert settings("--k", "3")["k"] == 3
