@@ -4,7 +4,7 @@
     ours      edlm_ext.sample_proposals (k draws from one read of the logits)
     k_calls   k separate edlm_ext.masked_sample calls (k reads)
     repeat    the public EDLM code's way: logits repeated k times along the batch,
-              then MDLM's float64 Gumbel step on the k-fold tensor (bench_sampling.mdlm_step)
+              then MDLM's float64 Gumbel step on the k-fold tensor (edlm_ext.integrations.stock.steps.repeat_then_step)
 * resample   normalize [B, k] log-weights, one draw per row, gather [B, L]:
     ours      edlm_ext.importance_resample (one launch, no host sync)
     torch     logsumexp / softmax / ESS / torch.multinomial / gather in PyTorch
@@ -28,38 +28,25 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (device, timer, CSV, plot, the common options)
-from bench_sampling import mdlm_step  # noqa: E402
 
 import edlm_ext  # noqa: E402  (common put the checkout on sys.path if needed)
 from edlm_ext import atomic  # noqa: E402
 from edlm_ext._cli_util import ArgumentParser, run  # noqa: E402
+from edlm_ext.integrations.stock import steps as stock  # noqa: E402  (every PyTorch baseline)
 
 KS = (1, 2, 4, 8, 16)
 
 
 def proposal_methods(logits, x_t, mask_id, k, gen):
     """name -> zero-argument callable producing k proposals per sequence."""
-    B = logits.shape[0]
-
     def repeat():
-        rep = logits.repeat(k, 1, 1)  # the public code tiles j*B + b
-        return mdlm_step(rep, x_t.repeat(k, 1), mask_id).view(k, B, -1).transpose(0, 1)
+        return stock.repeat_then_step(logits, x_t, mask_id, k)  # the public code tiles j*B + b
 
     return {
         "ours": lambda: edlm_ext.sample_proposals(logits, x_t, mask_id, k, generator=gen),
         "k_calls": lambda: [edlm_ext.masked_sample(logits, x_t, mask_id, generator=gen) for _ in range(k)],
         "repeat": repeat,
     }
-
-
-def torch_resample(log_w: torch.Tensor, proposals: torch.Tensor, gen):
-    """Normalize + resample + gather the way a PyTorch user writes it."""
-    log_z = torch.logsumexp(log_w, dim=-1)
-    weights = torch.exp(log_w - log_z.unsqueeze(-1))
-    ess = 1.0 / (weights**2).sum(-1)
-    index = torch.multinomial(weights, 1, generator=gen).squeeze(-1)
-    chosen = proposals[torch.arange(proposals.shape[0], device=proposals.device), index]
-    return weights, log_z, ess, index, chosen
 
 
 def parse_args(argv=None):
@@ -108,7 +95,7 @@ def main(argv=None):
         log_w = torch.randn(16, k, device=device, generator=gen, dtype=torch.float32) * 3
         props = torch.randint(0, V, (16, k, 1024), device=device, generator=gen)
         for name, fn in {"ours": lambda: edlm_ext.importance_resample(log_w, props, generator=gen, check=False),
-                         "torch": lambda: torch_resample(log_w, props, gen)}.items():
+                         "torch": lambda: stock.resample(log_w, props, generator=gen)}.items():
             ms = common.time_ms(fn, device, 3, max(repeats, 20))
             rows.append({**info, "shape": f"16x{k}x1024", "bench": "resample", "k": k, "method": name, "ms": ms,
                          "ratio_vs_one_sample": ""})

@@ -54,6 +54,7 @@ import common  # noqa: E402  (device, timer, CSV, plot, the common options)
 import edlm_ext  # noqa: E402  (common put the checkout on sys.path if needed)
 import edlm_ext.reference  # noqa: E402
 from edlm_ext._cli_util import ArgumentParser, run  # noqa: E402
+from edlm_ext.integrations.stock import steps as stock  # noqa: E402  (every PyTorch baseline)
 
 ISSUE_SHAPES = "16x1024x50258,64x128x30522,4x1024x126464"
 CPU_SHAPES = "16x1024x8192"
@@ -81,65 +82,6 @@ def ours(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, generator: torch
 def reference(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int):
     """The float64 pure-PyTorch reference of masked_sample."""
     return edlm_ext.reference.masked_sample(logits, x_t, mask_id, temperature=TEMPERATURE)
-
-
-def mdlm_step(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, t: float = 1.0, s: float = 0.99):
-    """One MDLM ancestral step from time t to s, written the way MDLM's code does it.
-
-    Subs parameterization on float32 logits ([MASK] gets -inf, log-probs by
-    logsumexp, unmasked rows become one-hot on x_t), p_x0 = exp in float64,
-    q_xs = p_x0 (move_t - move_s) with q_xs[MASK] = move_s, the Gumbel draw
-    argmax(q_xs / (1e-10 - log(u + 1e-10))) in float64, and copy_flag arithmetic to
-    keep unmasked tokens. With the log-linear schedule move_chance(t) = t.
-    """
-    logits = logits.to(torch.float32, copy=True)
-    logits[..., mask_id] = float("-inf")
-    log_p_x0 = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
-    unmasked = x_t != mask_id
-    log_p_x0[unmasked] = float("-inf")
-    log_p_x0[unmasked, x_t[unmasked]] = 0.0
-    p_x0 = log_p_x0.exp().to(torch.float64)
-    q_xs = p_x0 * (t - s)
-    q_xs[..., mask_id] = s
-    gumbel_norm = 1e-10 - (torch.rand_like(q_xs) + 1e-10).log()
-    x_s = (q_xs / gumbel_norm).argmax(dim=-1)
-    copy_flag = unmasked.to(x_t.dtype)
-    return copy_flag * x_t + (1 - copy_flag) * x_s
-
-
-def llada_step(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int):
-    """LLaDA's sampling step: float64 Gumbel noise, argmax, float64 softmax confidence.
-
-    x0 = argmax(exp(logits64) / (-log u) ** T), the confidence of x0 under
-    softmax(logits64), both kept at masked positions only. As in LLaDA, [MASK]
-    itself is not excluded.
-    """
-    logits64 = logits.to(torch.float64)
-    noise = torch.rand_like(logits64)
-    gumbel_noise = (-torch.log(noise)) ** TEMPERATURE
-    x0 = torch.argmax(logits64.exp() / gumbel_noise, dim=-1)
-    p = torch.softmax(logits64, dim=-1)
-    x0_p = torch.gather(p, dim=-1, index=x0.unsqueeze(-1)).squeeze(-1)
-    masked = x_t == mask_id
-    return torch.where(masked, x0, x_t), torch.where(masked, x0_p, float("-inf"))
-
-
-def gumbel_max_fp32(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int):
-    """Float32 Gumbel-max over every token but [MASK]; the function handed to torch.compile."""
-    x = logits.float() / TEMPERATURE
-    vocab = torch.arange(x.shape[-1], device=x.device)
-    x = torch.where(vocab == mask_id, float("-inf"), x)
-    gumbel = -torch.log(-torch.log(torch.rand_like(x)))
-    return torch.where(x_t == mask_id, torch.argmax(x + gumbel, dim=-1), x_t)
-
-
-def multinomial_step(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, generator: torch.Generator):
-    """float32 softmax over every token but [MASK], then torch.multinomial per row."""
-    x = logits.float() / TEMPERATURE
-    x[..., mask_id] = float("-inf")
-    probs = torch.softmax(x, dim=-1).view(-1, x.shape[-1])
-    tok = torch.multinomial(probs, 1, generator=generator).view(x_t.shape)
-    return torch.where(x_t == mask_id, tok, x_t)
 
 
 def flashinfer_step(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int):
@@ -228,7 +170,7 @@ def memory_note(method: Method, shape, device: torch.device) -> str:
 
 
 class CompiledGumbel:
-    """torch.compile(gumbel_max_fp32), compiled afresh for each (shape, dtype)."""
+    """torch.compile(stock.gumbel_max_fp32), compiled afresh for each (shape, dtype)."""
 
     def __init__(self):
         self.key = None
@@ -239,7 +181,7 @@ class CompiledGumbel:
         if key == self.key:
             return self.fn, False
         torch.compiler.reset()
-        self.key, self.fn = key, torch.compile(gumbel_max_fp32, dynamic=False)
+        self.key, self.fn = key, torch.compile(stock.gumbel_max_fp32, dynamic=False)
         return self.fn, True
 
 
@@ -251,14 +193,16 @@ def runner(name: str, logits, x_t, mask_id: int, device: torch.device, compiled:
         return (lambda: ours(logits, x_t, mask_id, gen, **options)), ""
     if name == "multinomial":
         gen = torch.Generator(device=device).manual_seed(99)
-        return (lambda: multinomial_step(logits, x_t, mask_id, gen)), ""
+        return (lambda: stock.multinomial_step(logits, x_t, mask_id, TEMPERATURE, generator=gen)), ""
     if name == "flashinfer":
         if device.type != "cuda":
             raise RuntimeError("skipped (CUDA only)")
         flashinfer_step(logits, x_t, mask_id)  # the import, and the first call out of the timing
         return (lambda: flashinfer_step(logits, x_t, mask_id)), ""
     if name != "compile":
-        fn = {"reference": reference, "mdlm": mdlm_step, "llada": llada_step}[name]
+        if name == "reference":
+            return (lambda: reference(logits, x_t, mask_id)), ""
+        fn = {"mdlm": stock.mdlm_step, "llada": lambda lg, x, m: stock.llada_step(lg, x, m, TEMPERATURE)}[name]
         return (lambda: fn(logits, x_t, mask_id)), ""
     fn, fresh = compiled.get((tuple(logits.shape), logits.dtype, device))
     t0 = time.perf_counter()

@@ -34,6 +34,7 @@ import common  # noqa: E402  (device, timer, CSV, plot, the common options)
 
 import edlm_ext  # noqa: E402  (common put the checkout on sys.path if needed)
 from edlm_ext._cli_util import ArgumentParser, run  # noqa: E402
+from edlm_ext.integrations.stock import steps as stock  # noqa: E402  (every PyTorch baseline)
 
 SHAPES = [(16, 1024), (64, 4096), (256, 1024)]
 QUICK_SHAPES = [(4, 300)]
@@ -43,35 +44,6 @@ TOP_N_FRACTION = 1 / 8  # top_n: n = L / 8
 THRESHOLD = 0.9
 COLUMNS = ("device", "device_name", "torch_version", "date", "step", "B", "L", "masked_fraction",
            "ours_ms", "torch_ms", "speedup", "repeats")
-
-
-# ---------------------------------------------------------------------------
-# The PyTorch way
-
-
-def posterior_torch(x_t, x0, mask_id, p, generator):
-    """MDLM's posterior with float32 uniforms."""
-    u = torch.rand(x_t.shape, generator=generator, device=x_t.device)
-    return torch.where((x_t == mask_id) & (u < p), x0, x_t)
-
-
-def top_n_torch(x_t, x0, confidence, mask_id, n):
-    """LLaDA's selection (get_num_transfer_tokens / topk), batched for a common n."""
-    masked = x_t == mask_id
-    conf = torch.where(masked, confidence, float("-inf"))
-    index = torch.topk(conf, n, dim=1).indices
-    chosen = torch.zeros_like(masked).scatter_(1, index, True)
-    return torch.where(chosen & masked, x0, x_t)
-
-
-def threshold_torch(x_t, x0, confidence, mask_id, threshold):
-    """Fast-dLLM's selection: above the threshold, else the row's most confident one."""
-    masked = x_t == mask_id
-    chosen = masked & (confidence > threshold)
-    best = torch.where(masked, confidence, float("-inf")).argmax(dim=1, keepdim=True)
-    none_passed = ~chosen.any(dim=1, keepdim=True) & masked.any(dim=1, keepdim=True)
-    chosen = chosen | torch.zeros_like(chosen).scatter_(1, best, none_passed)
-    return torch.where(chosen, x0, x_t)
 
 
 # ---------------------------------------------------------------------------
@@ -96,11 +68,11 @@ def steps(x_t, x0, confidence, mask_id, device):
     g_torch = torch.Generator(device=device).manual_seed(1)
     return [
         ("posterior", lambda: edlm_ext.unmask(x_t, x0, mask_id, P, generator=g_ours),
-         lambda: posterior_torch(x_t, x0, mask_id, P, g_torch), False),
+         lambda: stock.posterior(x_t, x0, mask_id, P, generator=g_torch), False),
         ("top_n", lambda: edlm_ext.unmask_confident(x_t, x0, confidence, mask_id, n=n),
-         lambda: top_n_torch(x_t, x0, confidence, mask_id, n), True),
+         lambda: stock.top_n(x_t, x0, confidence, mask_id, n), True),
         ("threshold", lambda: edlm_ext.unmask_confident(x_t, x0, confidence, mask_id, threshold=THRESHOLD),
-         lambda: threshold_torch(x_t, x0, confidence, mask_id, THRESHOLD), True),
+         lambda: stock.threshold_select(x_t, x0, confidence, mask_id, THRESHOLD), True),
     ]
 
 

@@ -6,7 +6,8 @@ on purpose where its original is (float64 tensors of size B·L·V).
 
 * masked_sample: :func:`mdlm_step` (MDLM's ancestral step, float64 Gumbel),
   :func:`llada_step` (LLaDA's float64 Gumbel + confidence), :func:`gumbel_max_fp32`
-  (float32 Gumbel-max, what torch.compile is handed);
+  (float32 Gumbel-max, what torch.compile is handed), :func:`multinomial_step` (float32
+  softmax, then ``torch.multinomial``);
 * sample_proposals: :func:`repeat_then_step` (the public EDLM code: tile the batch k
   times, then one MDLM step);
 * importance_resample: :func:`resample` (logsumexp, multinomial, gather);
@@ -71,6 +72,17 @@ def gumbel_max_fp32(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, tempe
     x = torch.where(vocab == mask_id, float("-inf"), x)
     gumbel = -torch.log(-torch.log(torch.rand_like(x)))
     return torch.where(x_t == mask_id, torch.argmax(x + gumbel, dim=-1), x_t)
+
+
+def multinomial_step(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, temperature: float = 1.0,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """float32 softmax over every token but [MASK], then torch.multinomial per row (inexact:
+    a float32 CDF)."""
+    x = logits.float() / temperature
+    x[..., mask_id] = float("-inf")
+    probs = torch.softmax(x, dim=-1).view(-1, x.shape[-1])
+    tok = torch.multinomial(probs, 1, generator=generator).view(x_t.shape)
+    return torch.where(x_t == mask_id, tok, x_t)
 
 
 def repeat_then_step(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, k: int,
