@@ -267,12 +267,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int64_t row = blockIdx.x;
   const int64_t b = row / L, l = row % L;
   const RowOutput out{out_tok + b * k * L + l, out_logp + b * k * L + l, entropy, row, k, L};
-  const int64_t xv = xt[b * xsb + l * xsl];
-  if (xv != mask_id) {
-    const bool ok = xv >= 0 && xv < V;
-    out.write_all<kThreads>(ok ? xv : mask_id, ok ? 0.0f : NAN, ok ? 0.0f : NAN);
-    return;
-  }
+  if (out.write_carried_over<kThreads>(xt[b * xsb + l * xsl], mask_id, V)) return;
   const T* row_ptr = logits + b * sb + l * sl;
   const RowView<T> rv(row_ptr, V);
   const int64_t cap = candidate_capacity(V);

@@ -384,6 +384,15 @@ struct RowOutput {
     }
     if (entropy != nullptr && threadIdx.x == 0) entropy[row] = h;
   }
+  // A row whose x_t token xv is not [MASK] is carried over: xv with logp 0 and entropy 0,
+  // or for an id outside [0, V) the invalid-row rule ([MASK], NaN). True: the row is done.
+  template <int kThreads>
+  EDLM_DEVICE bool write_carried_over(int64_t xv, int64_t mask_id, int64_t V) const {
+    if (xv == mask_id) return false;
+    const bool ok = xv >= 0 && xv < V;
+    write_all<kThreads>(ok ? xv : mask_id, ok ? 0.0f : NAN, ok ? 0.0f : NAN);
+    return true;
+  }
 };
 
 // The four passes over one masked row whose tile statistics go to `tiles` (greedy: the
@@ -436,12 +445,7 @@ __global__ void __launch_bounds__(kThreads, 4)
   const int64_t row = blockIdx.x;
   const int64_t b = row / L, l = row % L;
   const RowOutput out{out_tok + b * k * L + l, out_logp + b * k * L + l, entropy, row, k, L};
-  const int64_t xv = xt[b * xsb + l * xsl];
-  if (xv != mask_id) {
-    const bool ok = xv >= 0 && xv < V;
-    out.write_all<kThreads>(ok ? xv : mask_id, ok ? 0.0f : NAN, ok ? 0.0f : NAN);
-    return;
-  }
+  if (out.write_carried_over<kThreads>(xt[b * xsb + l * xsl], mask_id, V)) return;
   const SampleRow<T, false> srow(logits + b * sb + l * sl, V, mask_id, -INFINITY);
   sample_tiles<T, kThreads, greedy>(srow, c, inv_t, rng, out, tiles, sh);
 }
