@@ -158,6 +158,30 @@ int main(int argc, char** argv) {
     gathered.insert(gathered.end(), idx.begin(), idx.begin() + count);
   }
   emit("gathered", 2, gathered);
+
+  // sort_distinct over lengths around its vector blocks and its rank-sort limit: words as the
+  // candidates' (a key with many ties over a distinct index), and full 64-bit words, half of
+  // them >= 2^63 (a signed compare would misorder them); each record is n, then the input,
+  // then the output, every word as two int32 (low, high).
+  std::vector<int32_t> sorts;
+  auto put = [&](uint64_t w) {
+    sorts.push_back(static_cast<int32_t>(static_cast<uint32_t>(w)));
+    sorts.push_back(static_cast<int32_t>(static_cast<uint32_t>(w >> 32)));
+  };
+  for (int kind = 0; kind < 2; ++kind) {
+    for (int n : {0, 1, 2, 7, 31, 32, 33, 62, 64, 65, 200, edlm::cpu::kRankSortMax, edlm::cpu::kRankSortMax + 1, 600}) {
+      std::vector<uint64_t> in(n), out(n);
+      for (int i = 0; i < n; ++i) {
+        const uint64_t hi = kind == 0 ? static_cast<uint64_t>(uniform01() * 6) : static_cast<uint64_t>(uniform01() * 4294967296.0);
+        in[i] = hi << 32 | static_cast<uint32_t>(kind == 0 ? i * 7919 % 100003 : uniform01() * 4294967296.0);
+      }
+      edlm::cpu::sort_distinct(in.data(), n, out.data());
+      sorts.push_back(n);
+      for (uint64_t w : in) put(w);
+      for (uint64_t w : out) put(w);
+    }
+  }
+  emit("sorts", 2, sorts);
   std::fclose(out_file);
   return 0;
 }

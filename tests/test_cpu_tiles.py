@@ -2,8 +2,8 @@
 
 * tests/cpu_tiles_driver.cpp runs every tile function on fixed inputs under each instruction
   set this CPU has (EDLM_CPU_SIMD): the paths agree bit for bit, exp2 is within 1e-7 relative
-  of 2^x (and exactly 0 below 2^-126), maxima, group maxima, sums, decoders and gathers are
-  right; each check is shown to fail on a known-wrong input.
+  of 2^x (and exactly 0 below 2^-126), maxima, group maxima, sums, decoders, gathers and the
+  candidates' sort are right; each check is shown to fail on a known-wrong input.
 * masked_sample under each instruction set gives bit-identical outputs (subprocesses).
 * the sampler's rarer paths against the float64 reference: tiles whose reference b = m c is
   past 2^22 (the unfused argument), and a filtered row whose candidates overflow (the general
@@ -169,6 +169,38 @@ def test_decoders_and_gathers(driver):
         assert np.array_equal(g[i + 1: i + 1 + n], np.nonzero(tiles >= np.float32(lb))[0]), lb
         i += 1 + n
     assert i == len(g)
+
+
+def _sort_records(rec) -> list[tuple[np.ndarray, np.ndarray]]:
+    words, out, i = rec["sorts"].view(np.uint32), [], 0
+    while i < len(words):
+        n = int(words[i])
+        w = words[i + 1: i + 1 + 4 * n].view(np.uint64)
+        out.append((w[:n], w[n:]))
+        i += 1 + 4 * n
+    return out
+
+
+def _sorted_right(inp: np.ndarray, got: np.ndarray) -> bool:
+    return bool(np.array_equal(got, np.sort(inp)))
+
+
+def test_sort_distinct(driver):
+    # every path's bits equal the scalar path's (test_every_path_gives_the_same_bits); here the
+    # scalar path's (std::sort) and, where the CPU has it, the rank sort's own output
+    for p, rec in driver.items():
+        records = _sort_records(rec)
+        assert len(records) == 28 and max(len(w) for w, _ in records) == 600
+        for inp, got in records:
+            assert len(np.unique(inp)) == len(inp)  # distinct words, as the candidates'
+            assert _sorted_right(inp, got), (p, len(inp))
+    # the check's power: one swapped pair fails it, and the full words would be misordered by
+    # a signed compare
+    inp, got = [r for r in _sort_records(driver["scalar"]) if len(r[0]) == 62][1]
+    bad = got.copy()
+    bad[[3, 4]] = bad[[4, 3]]
+    assert not _sorted_right(inp, bad)
+    assert not np.array_equal(np.sort(inp.view(np.int64)).view(np.uint64), got)
 
 
 # --- masked_sample itself under each instruction set ------------------------------------

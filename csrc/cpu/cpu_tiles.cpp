@@ -7,6 +7,7 @@
 //   scalar  16 floats (std::fma, std::nearbyint): any CPU, and the reference of the others
 #include "edlm/cpu_tiles.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -141,9 +142,18 @@ struct ScalarV {
 
 }  // namespace
 
+namespace {
+// sort_distinct of the scalar and AVX2 paths (and of long inputs on every path).
+void sort_distinct_std(const uint64_t* in, int64_t n, uint64_t* out) {
+  std::copy_n(in, n, out);
+  std::sort(out, out + n);
+}
+}  // namespace
+
 namespace scalar_path {
 using V = ScalarV;
 #include "cpu_tiles_body.inc"
+inline void sort_distinct(const uint64_t* in, int64_t n, uint64_t* out) { sort_distinct_std(in, n, out); }
 }  // namespace scalar_path
 
 #ifdef EDLM_X86_PATHS
@@ -219,6 +229,7 @@ struct V {
 };
 }  // namespace
 #include "cpu_tiles_body.inc"
+inline void sort_distinct(const uint64_t* in, int64_t n, uint64_t* out) { sort_distinct_std(in, n, out); }
 }  // namespace avx2_path
 #pragma GCC pop_options
 
@@ -261,11 +272,12 @@ struct V {
   }
   static uint32_t nan_mask(const V& a) { return _mm512_cmp_ps_mask(a.x, a.x, _CMP_UNORD_Q); }
   static int compress_ge(const V& a, float lb, int32_t first, int32_t* out) {
+    // (no branch on the mask, whose zero / nonzero mispredicts; the register form of the
+    // compress, then a whole-vector store: the memory form is microcoded on AMD cores)
     const __mmask16 m = _mm512_cmp_ps_mask(a.x, _mm512_set1_ps(lb), _CMP_GE_OQ);
-    if (m == 0) return 0;  // (the usual case: skips the store)
     const __m512i lanes = _mm512_add_epi32(_mm512_set1_epi32(first),
                                            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-    _mm512_mask_compressstoreu_epi32(out, m, lanes);
+    _mm512_storeu_si512(out, _mm512_maskz_compress_epi32(m, lanes));
     return __builtin_popcount(m);
   }
   static float hsum(const V& a) {
@@ -283,6 +295,37 @@ struct V {
 };
 }  // namespace
 #include "cpu_tiles_body.inc"
+
+// sort_distinct by ranks: rank(w_i) = #{j < n : w_j < w_i}, counted for 32 words at a time
+// (four vectors, four independent counts) against each word broadcast; out[rank] = w. The
+// last block is padded (its extra lanes' counts are never used).
+void sort_distinct(const uint64_t* in, int64_t n, uint64_t* out) {
+  if (n > kRankSortMax) return sort_distinct_std(in, n, out);
+  constexpr int kBlock = 32;
+  alignas(64) uint64_t words[kRankSortMax];
+  alignas(64) uint64_t rank[kRankSortMax];
+  const int len = static_cast<int>(n), padded = (len + kBlock - 1) / kBlock * kBlock;
+  for (int i = 0; i < len; ++i) words[i] = in[i];
+  for (int i = len; i < padded; ++i) words[i] = ~uint64_t{0};
+  const __m512i one = _mm512_set1_epi64(1);
+  for (int v = 0; v < padded; v += kBlock) {
+    const __m512i w0 = _mm512_load_si512(words + v), w1 = _mm512_load_si512(words + v + 8),
+                  w2 = _mm512_load_si512(words + v + 16), w3 = _mm512_load_si512(words + v + 24);
+    __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
+    for (int j = 0; j < len; ++j) {
+      const __m512i b = _mm512_set1_epi64(static_cast<long long>(words[j]));
+      c0 = _mm512_mask_add_epi64(c0, _mm512_cmplt_epu64_mask(b, w0), c0, one);
+      c1 = _mm512_mask_add_epi64(c1, _mm512_cmplt_epu64_mask(b, w1), c1, one);
+      c2 = _mm512_mask_add_epi64(c2, _mm512_cmplt_epu64_mask(b, w2), c2, one);
+      c3 = _mm512_mask_add_epi64(c3, _mm512_cmplt_epu64_mask(b, w3), c3, one);
+    }
+    _mm512_store_si512(rank + v, c0);
+    _mm512_store_si512(rank + v + 8, c1);
+    _mm512_store_si512(rank + v + 16, c2);
+    _mm512_store_si512(rank + v + 24, c3);
+  }
+  for (int i = 0; i < len; ++i) out[rank[i]] = words[i];
+}
 }  // namespace avx512_path
 #pragma GCC pop_options
 #endif  // EDLM_X86_PATHS
@@ -300,12 +343,13 @@ struct TileFns {
   decltype(&scalar_path::tile_exp2) exp2;
   decltype(&scalar_path::tile_gather_ge) gather_ge;
   decltype(&scalar_path::tile_mass_sum) mass_sum;
+  decltype(&scalar_path::sort_distinct) sort_distinct;
 };
 
 #define EDLM_TILE_FNS(ns)                                                                                   \
   TileFns {                                                                                                 \
     ns::tile_max, ns::tile_has_nan, ns::tile_max_groups, ns::tile_decode_max_bf16, ns::tile_decode_max_f16, ns::tile_exp2_sum, \
-        ns::tile_exp2_wsum, ns::tile_exp2, ns::tile_gather_ge, ns::tile_mass_sum                            \
+        ns::tile_exp2_wsum, ns::tile_exp2, ns::tile_gather_ge, ns::tile_mass_sum, ns::sort_distinct       \
   }
 
 const TileFns& fns() {
@@ -343,6 +387,7 @@ int tile_gather_ge(const float* x, int n, float lb, int32_t base, int32_t* idx) 
   return fns().gather_ge(x, n, lb, base, idx);
 }
 uint64_t tile_mass_sum(const float* x, int n, float c, float m) { return fns().mass_sum(x, n, c, m); }
+void sort_distinct(const uint64_t* in, int64_t n, uint64_t* out) { fns().sort_distinct(in, n, out); }
 
 void bf16_to_float(const uint16_t* in, int n, float* out) {
   for (int i = 0; i < n; ++i) out[i] = edlm::bf16_to_float(in[i]);

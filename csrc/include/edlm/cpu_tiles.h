@@ -58,9 +58,18 @@ void tile_exp2(const float* x, int n, const Exp2Arg& a, float* out);
 // point), the top-p masses of a tile; exact integers.
 uint64_t tile_mass_sum(const float* x, int n, float c, float m);
 
-// Appends to idx the positions i (as base + i) with x[i] >= lb; returns how many (n a
-// multiple of kWidth).
+// Appends to idx the positions i (as base + i) with x[i] >= lb, in order; returns how many
+// (n a multiple of kWidth). Branch-free: idx needs kWidth entries of slack past the count
+// (each vector's positions are stored whole, the count then advanced).
 int tile_gather_ge(const float* x, int n, float lb, int32_t base, int32_t* idx);
+
+// out[0..n) = in[0..n) sorted ascending; the words must be distinct (a candidate's word
+// holds its token index), so the result is the one sorted order on every path. AVX-512,
+// n <= kRankSortMax: each word's rank counted against 8 words per compare, with no branch on
+// the data (a comparison sort of ~64 candidates mispredicts half its branches); else
+// std::sort. in and out must not overlap.
+constexpr int kRankSortMax = 256;
+void sort_distinct(const uint64_t* in, int64_t n, uint64_t* out);
 
 // out[i] = in[i] decoded from bfloat16 / IEEE half bits (exact), any n.
 void bf16_to_float(const uint16_t* in, int n, float* out);

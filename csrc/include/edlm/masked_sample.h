@@ -109,8 +109,8 @@ struct RowScratch {
   std::vector<float> buf, buf2, terms, tile_max, tile_sum, tile_wsum, row, group_max, vals;
   std::vector<double> prefix;  // prefix[t] = mass of tiles [0, t), float64
   std::vector<uint32_t> keys;
-  std::vector<uint64_t> mass, cand;
-  std::vector<int32_t> idx;
+  std::vector<uint64_t> mass, cand, sorted;
+  std::vector<int32_t> idx, groups;
   void reserve(int64_t V, bool filtering) {
     const int64_t ntiles = (V + cpu::kTile - 1) / cpu::kTile;
     buf.resize(cpu::kTile);
@@ -123,6 +123,7 @@ struct RowScratch {
     if (filtering) {
       row.resize(ntiles * cpu::kTile);
       group_max.resize(ntiles * cpu::kTile / cpu::kGroup);
+      groups.resize(ntiles * cpu::kTile / cpu::kGroup);
       idx.resize(ntiles * cpu::kTile + cpu::kWidth);  // (tile_gather_ge may write a vector past the count)
     }
   }
@@ -412,11 +413,13 @@ inline void sample_candidates(const Row& row, int64_t count, float m, const Samp
   const double inv_t = p.inv_temperature;
   const float c = static_cast<float>(inv_t * kLog2e);
   int32_t* idx = s.idx.data();
-  // (key descending, index ascending) in one sortable word
+  // (key descending, index ascending) in one sortable word: cand in token order, sorted by it
   s.cand.resize(count);
-  uint64_t* cand = s.cand.data();
-  for (int64_t i = 0; i < count; ++i) cand[i] = candidate_word(order_key(row(idx[i])), idx[i]);
-  std::sort(cand, cand + count);
+  s.sorted.resize(count);
+  uint64_t* const in_order = s.cand.data();
+  for (int64_t i = 0; i < count; ++i) in_order[i] = candidate_word(order_key(row(idx[i])), idx[i]);
+  uint64_t* const cand = s.sorted.data();
+  cpu::sort_distinct(in_order, count, cand);
   int64_t keep = count;
   if (f.top_k > 0 && f.top_k <= count) keep = end_of_ties(cand, count, f.top_k - 1);
   // the candidates' logits in (key, index) order, padded to whole groups, for the vector exp2
@@ -446,10 +449,17 @@ inline void sample_candidates(const Row& row, int64_t count, float m, const Samp
     while (keep > 1 && vals[keep - 1] < tau_min) --keep;  // the max always passes
   }
   const int32_t best = candidate_index(cand[0]);  // greedy: the max, lowest index
-  // the survivors in token order, their terms relative to the row max (as a tile's with
-  // max m: edlm::tile_ref), a float64 prefix
-  for (int64_t i = 0; i < keep; ++i) idx[i] = candidate_index(cand[i]);
-  std::sort(idx, idx + keep);
+  // the survivors in token order: every cut above keeps whole tie groups, so they are the
+  // candidates (gathered in token order) whose key reaches the last survivor's; compacted
+  // without a branch on which go. Then their terms relative to the row max (as a tile's
+  // with max m: edlm::tile_ref), a float64 prefix.
+  const uint32_t cut = candidate_key(cand[keep - 1]);
+  int64_t kept = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    idx[kept] = idx[i];
+    kept += candidate_key(in_order[i]) >= cut;
+  }
+  keep = kept;  // (the same number)
   const int64_t kept_padded = (keep + cpu::kGroup - 1) / cpu::kGroup * cpu::kGroup;
   for (int64_t i = 0; i < keep; ++i) vals[i] = row(idx[i]);
   std::fill(vals + keep, vals + kept_padded, -kInf);
@@ -486,9 +496,9 @@ inline void sample_candidates(const Row& row, int64_t count, float m, const Samp
 }  // namespace cpu_detail
 
 // Filtered rows. Pass 1 reads the row once for its max and group maxima (float32 tiles in
-// place, 16-bit ones decoded into a tile buffer; the tiles holding [MASK] or the end of the
-// row go through a patched copy); the candidates >= candidate_bound are gathered in a second
-// pass (from cache) and drawn from (sample_candidates). When the bound admits too many, the
+// place, 16-bit ones decoded into s.row; the tiles holding [MASK] or the end of the row go
+// through a patched copy there); the candidates >= candidate_bound are gathered from the
+// groups whose max reaches it (from cache) and drawn from (sample_candidates). When the bound admits too many, the
 // general path: the row materialized, filter_row, the tile passes over the filtered row.
 inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id, const SampleParams& p,
                                 const double* u, int64_t k, RowScratch& s, int64_t* tokens, float* logp,
@@ -500,19 +510,20 @@ inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id
   auto value = [&](int64_t i) -> float {
     return f32 ? f32_row[i] : src.dtype == DType::kBFloat16 ? bf16_to_float(h_row[i]) : f16_to_float(h_row[i]);
   };
-  // Tile t as kTile floats ([MASK] and the padding -inf): float32 tiles in place or in s.buf,
-  // 16-bit ones decoded into s.row (by the first call, with gm); with gm, the group maxima
-  // (and the max, *bad on NaN / +inf) into gm / *mt.
+  // Tile t as kTile floats ([MASK] and the padding -inf): whole float32 tiles without [MASK]
+  // in place, the others (16-bit ones decoded, patched ones copied) in s.row, written by the
+  // first call, with gm; with gm, the group maxima (and the max, *bad on NaN / +inf) into
+  // gm / *mt.
   auto tile = [&](int64_t t, float* gm, float* mt, bool* bad) -> const float* {
     const int64_t start = t * cpu::kTile;
     const int len = static_cast<int>(std::min<int64_t>(cpu::kTile, V - start));
     const bool patch = mask_id >= start && mask_id < start + len;
-    float* x = f32 ? s.buf.data() : s.row.data() + start;
-    if (!f32 && gm == nullptr) return x;  // decoded by pass 1
-    if (gm != nullptr) cpu_detail::prefetch_tile_ahead(src, start);  // pass 1 reads the row from memory
+    float* x = s.row.data() + start;
+    if (gm == nullptr) return f32 && len == cpu::kTile && !patch ? f32_row + start : x;  // made by pass 1
+    cpu_detail::prefetch_tile_ahead(src, start);  // pass 1 reads the row from memory
     if (len == cpu::kTile && !patch) {
       if (f32) {
-        if (gm != nullptr) *mt = cpu::tile_max_groups(f32_row + start, cpu::kTile, bad, gm);
+        *mt = cpu::tile_max_groups(f32_row + start, cpu::kTile, bad, gm);
         return f32_row + start;
       }
       *mt = src.dtype == DType::kBFloat16 ? cpu::tile_decode_max_bf16(h_row + start, len, x, bad, gm)
@@ -524,13 +535,13 @@ inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id
     else cpu::f16_to_float(h_row + start, len, x);
     std::fill(x + len, x + cpu::kTile, -kInf);
     if (patch) x[mask_id - start] = -kInf;
-    if (gm != nullptr) *mt = cpu::tile_max_groups(x, cpu::kTile, bad, gm);
+    *mt = cpu::tile_max_groups(x, cpu::kTile, bad, gm);
     return x;
   };
   bool bad = false;
   float m = -kInf;
   for (int64_t t = 0; t < ntiles; ++t) {
-    float mt;
+    float mt = -kInf;
     tile(t, s.group_max.data() + t * (cpu::kTile / cpu::kGroup), &mt, &bad);
     m = std::max(m, mt);
   }
@@ -576,17 +587,31 @@ inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id
     }
   }
   if (lb != -kInf) {
+    // only the groups whose max reaches lb hold candidates (listed without a branch on which)
+    constexpr int64_t kTileGroups = cpu::kTile / cpu::kGroup;
+    const float* g = s.group_max.data();
+    int32_t* listed = s.groups.data();
+    int64_t n_listed = 0;
+    for (int64_t i = 0; i < groups; ++i) {
+      listed[n_listed] = static_cast<int32_t>(i);
+      n_listed += g[i] >= lb;
+    }
     int64_t count = 0;
-    for (int64_t t = 0; t < ntiles && count <= cpu_detail::kMaxCandidates; ++t)
-      count += cpu::tile_gather_ge(tile(t, nullptr, nullptr, nullptr), cpu::kTile, lb, static_cast<int32_t>(t * cpu::kTile),
-                                   s.idx.data() + count);
+    for (int64_t i = 0; i < n_listed && count <= cpu_detail::kMaxCandidates; ++i) {
+      const int64_t grp = listed[i];
+      const float* x = tile(grp / kTileGroups, nullptr, nullptr, nullptr) + grp % kTileGroups * cpu::kGroup;
+      count += cpu::tile_gather_ge(x, cpu::kGroup, lb, static_cast<int32_t>(grp * cpu::kGroup), s.idx.data() + count);
+    }
     if (count <= cpu_detail::kMaxCandidates) {
       cpu_detail::sample_candidates(value, count, m, p, u, k, s, tokens, logp, stride, entropy, topp_total);
       return true;
     }
   }
   float* row = s.row.data();  // the general path: the row materialized, then filtered
-  for (int64_t t = 0; t < ntiles; ++t) std::copy_n(tile(t, nullptr, nullptr, nullptr), cpu::kTile, row + t * cpu::kTile);
+  for (int64_t t = 0; t < ntiles; ++t) {
+    const float* x = tile(t, nullptr, nullptr, nullptr);
+    if (x != row + t * cpu::kTile) std::copy_n(x, cpu::kTile, row + t * cpu::kTile);
+  }
   cpu_detail::filter_row(row, n, m, p.inv_temperature, p.filter, s);
   return sample_tiles(RowSource{row, DType::kFloat32}, n, -1, p, u, k, s, tokens, logp, stride, entropy);
 }

@@ -32,8 +32,8 @@ template <typename Measure>
 inline uint32_t radix_select(const uint32_t* keys, int64_t n, const Measure& measure, uint64_t target, int digits = 4) {
   uint32_t prefix = 0;
   uint64_t remaining = target;
-  std::vector<uint32_t> sub_keys;
-  std::vector<uint64_t> sub_measure;
+  thread_local std::vector<uint32_t> sub_keys;  // (per thread, kept: no allocation per call)
+  thread_local std::vector<uint64_t> sub_measure;
   for (int d = 0, shift = 24; d < digits; ++d, shift -= 8) {
     uint64_t hist[kRadixBins] = {};
     if (d == 0 && n < 4096) {
