@@ -2,8 +2,8 @@
 
 * tests/cpu_tiles_driver.cpp runs every tile function on fixed inputs under each instruction
   set this CPU has (EDLM_CPU_SIMD): the paths agree bit for bit, exp2 is within 1e-7 relative
-  of 2^x (and exactly 0 below 2^-126), maxima, group maxima, sums, decoders, gathers and the
-  candidates' sort are right; each check is shown to fail on a known-wrong input.
+  of 2^x (and exactly 0 below 2^-126), maxima, group maxima, sums, decoders, gathers, top-p
+  masses and the candidates' sort are right; each check is shown to fail on a known-wrong input.
 * masked_sample under each instruction set gives bit-identical outputs (subprocesses).
 * the sampler's rarer paths against the float64 reference: tiles whose reference b = m c is
   past 2^22 (the unfused argument), and a filtered row whose candidates overflow (the general
@@ -169,6 +169,23 @@ def test_decoders_and_gathers(driver):
         assert np.array_equal(g[i + 1: i + 1 + n], np.nonzero(tiles >= np.float32(lb))[0]), lb
         i += 1 + n
     assert i == len(g)
+
+
+def test_masses(driver):
+    # every path's bits equal the scalar path's (test_every_path_gives_the_same_bits); here each
+    # path's masses against token_mass of the terms, and their sum
+    for p, rec in driver.items():
+        terms = rec["mass_terms"].astype(np.float64)
+        words = rec["masses"].view(np.uint64)
+        got, total = words[:-1], int(words[-1])
+        want = np.where(terms > 0, np.floor(terms * 2.0**40), 0).astype(np.uint64)
+        assert np.array_equal(got, want), p
+        assert total == int(want.sum(dtype=np.uint64))
+        assert (got == 0).sum() >= 3 and got.max() == 2**40  # -inf, NaN, an underflow; the max's term is 1
+    # the check's power: rounding instead of truncating fails it
+    terms = driver["scalar"]["mass_terms"].astype(np.float64)
+    rounded = np.where(terms > 0, np.round(terms * 2.0**40), 0).astype(np.uint64)
+    assert not np.array_equal(rounded, driver["scalar"]["masses"].view(np.uint64)[:-1])
 
 
 def _sort_records(rec) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "edlm/cpu_simd.h"
+#include "edlm/filter.h"
 #include "edlm/numeric.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
@@ -110,6 +111,9 @@ struct ScalarV {
     for (int j = 0; j < 16; ++j) r.v[j] = exp2_lane(x.v[j]);
     return r;
   }
+  static void masses(const ScalarV& e, uint64_t* out) {
+    for (int j = 0; j < 16; ++j) out[j] = edlm::token_mass(e.v[j]);
+  }
   static uint32_t nan_mask(const ScalarV& a) {
     uint32_t m = 0;
     for (int j = 0; j < 16; ++j) m |= static_cast<uint32_t>(a.v[j] != a.v[j]) << j;
@@ -205,6 +209,11 @@ struct V {
     return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a.lo, a.lo, _CMP_UNORD_Q))) |
            static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a.hi, a.hi, _CMP_UNORD_Q))) << 8;
   }
+  static void masses(const V& e, uint64_t* out) {
+    alignas(32) float t[16];
+    store(t, e);
+    for (int j = 0; j < 16; ++j) out[j] = edlm::token_mass(t[j]);
+  }
   static int compress_ge(const V& a, float lb, int32_t first, int32_t* out) {
     const __m256 l = _mm256_set1_ps(lb);
     uint32_t m = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a.lo, l, _CMP_GE_OQ))) |
@@ -271,6 +280,14 @@ struct V {
     return {_mm512_maskz_scalef_ps(keep, p, n)};
   }
   static uint32_t nan_mask(const V& a) { return _mm512_cmp_ps_mask(a.x, a.x, _CMP_UNORD_Q); }
+  // token_mass in vectors: term * 2^40 is exact in float32 (terms are 0, NaN or normal and
+  // <= 1), truncated to uint64 like the scalar cast; lanes not > 0 (0, NaN) give 0
+  static void masses(const V& e, uint64_t* out) {
+    const __m512 q = _mm512_mul_ps(e.x, _mm512_set1_ps(0x1.0p40f));
+    const __mmask16 pos = _mm512_cmp_ps_mask(e.x, _mm512_setzero_ps(), _CMP_GT_OQ);
+    _mm512_storeu_si512(out, _mm512_maskz_cvttps_epu64(static_cast<__mmask8>(pos), _mm512_castps512_ps256(q)));
+    _mm512_storeu_si512(out + 8, _mm512_maskz_cvttps_epu64(static_cast<__mmask8>(pos >> 8), _mm512_extractf32x8_ps(q, 1)));
+  }
   static int compress_ge(const V& a, float lb, int32_t first, int32_t* out) {
     // (no branch on the mask, whose zero / nonzero mispredicts; the register form of the
     // compress, then a whole-vector store: the memory form is microcoded on AMD cores)
@@ -343,13 +360,14 @@ struct TileFns {
   decltype(&scalar_path::tile_exp2) exp2;
   decltype(&scalar_path::tile_gather_ge) gather_ge;
   decltype(&scalar_path::tile_mass_sum) mass_sum;
+  decltype(&scalar_path::tile_masses) masses;
   decltype(&scalar_path::sort_distinct) sort_distinct;
 };
 
 #define EDLM_TILE_FNS(ns)                                                                                   \
   TileFns {                                                                                                 \
     ns::tile_max, ns::tile_has_nan, ns::tile_max_groups, ns::tile_decode_max_bf16, ns::tile_decode_max_f16, ns::tile_exp2_sum, \
-        ns::tile_exp2_wsum, ns::tile_exp2, ns::tile_gather_ge, ns::tile_mass_sum, ns::sort_distinct       \
+        ns::tile_exp2_wsum, ns::tile_exp2, ns::tile_gather_ge, ns::tile_mass_sum, ns::tile_masses, ns::sort_distinct \
   }
 
 const TileFns& fns() {
@@ -387,6 +405,7 @@ int tile_gather_ge(const float* x, int n, float lb, int32_t base, int32_t* idx) 
   return fns().gather_ge(x, n, lb, base, idx);
 }
 uint64_t tile_mass_sum(const float* x, int n, float c, float m) { return fns().mass_sum(x, n, c, m); }
+void tile_masses(const float* x, int n, float c, float m, uint64_t* out) { fns().masses(x, n, c, m, out); }
 void sort_distinct(const uint64_t* in, int64_t n, uint64_t* out) { fns().sort_distinct(in, n, out); }
 
 void bf16_to_float(const uint16_t* in, int n, float* out) {

@@ -57,6 +57,8 @@ void tile_exp2(const float* x, int n, const Exp2Arg& a, float* out);
 // sum_i token_mass(2^((x[i] - m) c)) (edlm/filter.h: each term in [0, 1] in 2^-40 fixed
 // point), the top-p masses of a tile; exact integers.
 uint64_t tile_mass_sum(const float* x, int n, float c, float m);
+// out[i] = token_mass(2^((x[i] - m) c)): the masses tile_mass_sum adds up.
+void tile_masses(const float* x, int n, float c, float m, uint64_t* out);
 
 // Appends to idx the positions i (as base + i) with x[i] >= lb, in order; returns how many
 // (n a multiple of kWidth). Branch-free: idx needs kWidth entries of slack past the count

@@ -374,13 +374,11 @@ inline void filter_row(float* vals, int64_t n, float m, double inv_t, const Filt
     s.mass.resize(n);
     uint64_t* mass = s.mass.data();
     uint64_t total = 0;
-    for (int64_t start = 0; start < n; start += cpu::kTile) {  // n is a multiple of kTile
-      cpu::tile_exp2(vals + start, cpu::kTile, cpu::Exp2Arg{c, m, false}, s.terms.data());
-      for (int i = 0; i < cpu::kTile; ++i) {
-        const uint64_t q = keys[start + i] >= tau ? token_mass(s.terms[i]) : 0;
-        mass[start + i] = q;
-        total += q;
-      }
+    for (int64_t start = 0; start < n; start += cpu::kTile)  // n is a multiple of kTile
+      cpu::tile_masses(vals + start, cpu::kTile, c, m, mass + start);
+    for (int64_t i = 0; i < n; ++i) {  // (only what top_k keeps)
+      mass[i] = keys[i] >= tau ? mass[i] : 0;
+      total += mass[i];
     }
     const uint64_t target = topp_target(f.top_p, total);
     if (topp_applies(target, total))
