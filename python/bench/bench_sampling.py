@@ -18,8 +18,8 @@ Methods (all draw one token per masked position of x_t from softmax(logits / T))
 Every method is timed on the same inputs. GB/s counts the bytes the op itself must
 move (the masked rows of logits, x_t, x0 and logp), whatever a method really reads,
 so it is an effective bandwidth; %copy divides it by the device's copy bandwidth
-measured at the start of the run (the memory-bound limit of our op is ~50%: it reads
-the logits once, a copy reads and writes them). "x ours" is method ms / ours ms, so
+(bytes read + written by a 512 MB copy; 1 GB on CUDA) measured right before each case,
+since a shared machine's bandwidth drifts within a run (copy_gbps, in the CSV). "x ours" is method ms / ours ms, so
 the entropy and topk_topp rows say what those options cost. On CPU, "cpu" is the share
 of the CPU the process got while timing (threads x 100% when nothing else runs).
 
@@ -236,9 +236,11 @@ class Report:
         print("-" * len(self.HEADER))
 
     def row(self, shape, dtype_name: str, fraction: float, method: str, repeats: int,
-            ms: float | None, gbps: float | None, speedup: float | None, cpu_share: float | None, note: str) -> None:
-        """Record one measurement (ms None: skipped or failed, see note)."""
-        frac = gbps / self.common["copy_gbps"] if gbps is not None else None
+            ms: float | None, gbps: float | None, speedup: float | None, cpu_share: float | None, note: str,
+            copy_gbps: float) -> None:
+        """Record one measurement (ms None: skipped or failed, see note) beside the copy
+        bandwidth measured just before its case."""
+        frac = gbps / copy_gbps if gbps is not None else None
         share = None if cpu_share is None or cpu_share != cpu_share else cpu_share
         shape_s = "x".join(map(str, shape))
         cells = [f"{shape_s:<16}", f"{dtype_name:<5}", f"{fraction:>6.2f}", f"{method:<11}",
@@ -250,7 +252,7 @@ class Report:
             **self.common, "shape": shape_s, "B": shape[0], "L": shape[1], "V": shape[2],
             "dtype": dtype_name, "masked_fraction": f"{fraction:.4f}", "method": method,
             "ms": common.csv_cell(ms, ".4f"), "gbps": common.csv_cell(gbps, ".3f"),
-            "frac_copy_bw": common.csv_cell(frac, ".4f"), "copy_gbps": f"{self.common['copy_gbps']:.2f}",
+            "frac_copy_bw": common.csv_cell(frac, ".4f"), "copy_gbps": f"{copy_gbps:.2f}",
             "speedup_vs_ours": common.csv_cell(speedup, ".3f"), "cpu_share": common.csv_cell(share, ".2f"),
             "repeats": repeats if ms is not None else "", "note": note,
         })
@@ -276,8 +278,12 @@ class Report:
 
 def run_case(shape, dtype_name: str, fraction: float, methods: list[str], device: torch.device,
              args, compiled: CompiledGumbel, report: Report) -> None:
-    """Time every method on one (shape, dtype, masked fraction) and report each row."""
+    """Time every method on one (shape, dtype, masked fraction) and report each row, the
+    %copy column against the copy bandwidth measured right before the case (a shared
+    machine's bandwidth drifts by 1.5x within minutes: a figure from the run's start would
+    not describe the later cases)."""
     dtype = DTYPES[dtype_name]
+    copy_gbps = common.copy_bandwidth_gbps(device)
     logits, x_t, mask_id, n_masked = make_inputs(shape, dtype, fraction, device)
     nbytes = useful_bytes(n_masked, shape, dtype)
     fraction = n_masked / (shape[0] * shape[1])
@@ -311,7 +317,7 @@ def run_case(shape, dtype_name: str, fraction: float, methods: list[str], device
         gbps = nbytes / (ms * 1e-3) / 1e9 if ms else None
         speedup = ms / ours_ms if ms and ours_ms else None
         report.row(shape, dtype_name, fraction, name, repeats, ms, gbps, speedup, share,
-                   "; ".join(n for n in notes if n))
+                   "; ".join(n for n in notes if n), copy_gbps)
 
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, torch.device, Path | None]:
@@ -350,15 +356,14 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, torch.device, Path | None
 
 
 def main(argv=None) -> None:
-    """Measure the copy bandwidth, then every (shape, dtype, masked) case."""
+    """Every (shape, dtype, masked) case, each after a measurement of the copy bandwidth."""
     args, device, csv_path = parse_args(argv)
     start = time.perf_counter()
     torch.manual_seed(0)
     fields = common.common_fields(device)
-    copy_gbps = common.copy_bandwidth_gbps(device)
-    print(f"device: {device.type} ({fields['device_name']}), torch {torch.__version__}, "
-          f"copy bandwidth {copy_gbps:.1f} GB/s (read + write)")
-    report = Report(csv_path, dict(fields, copy_gbps=copy_gbps))
+    print(f"device: {device.type} ({fields['device_name']}), torch {torch.__version__}; "
+          f"%copy: of the copy bandwidth (read + write) measured before each case (column copy_gbps)")
+    report = Report(csv_path, fields)
     methods = ["ours"] + [b for b in BASELINES if b in args.baselines]
     compiled = CompiledGumbel()
     try:
