@@ -6,6 +6,8 @@ Methods (all draw one token per masked position of x_t from softmax(logits / T))
 * ours        edlm_ext.masked_sample (exact, reads only the masked rows)
 * entropy     ours with return_entropy=True (the entropy's extra work)
 * topk_topp   ours with top_k=50, top_p=0.9 (the filters' extra work)
+* top_k, top_p, min_p   ours with one filter: top_k=50, top_p=0.9, min_p=0.05 (top_p alone
+              keeps thousands of tokens of these rows: the general path's radix selects)
 * reference   edlm_ext.reference.masked_sample (float64 inverse CDF, pure PyTorch)
 * mdlm        MDLM's ancestral step (_ddpm_update + _sample_categorical): subs
               log-probabilities, then float64 q(x_s | x_t) and a float64 Gumbel draw
@@ -61,8 +63,11 @@ CPU_SHAPES = "16x1024x8192"
 QUICK_SHAPES = "3x33x1000"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MASKED = {"all": 1.0, "half": 0.5}
-BASELINES = ("entropy", "topk_topp", "reference", "mdlm", "llada", "compile", "multinomial", "flashinfer")
+BASELINES = ("entropy", "topk_topp", "top_k", "top_p", "min_p", "reference", "mdlm", "llada", "compile",
+             "multinomial", "flashinfer")
 FILTERS = dict(top_k=50, top_p=0.9)  # the topk_topp row
+OPTIONS = {"ours": {}, "entropy": dict(return_entropy=True), "topk_topp": FILTERS,  # our rows' options
+           "top_k": dict(top_k=50), "top_p": dict(top_p=0.9), "min_p": dict(min_p=0.05)}
 TEMPERATURE = 1.0
 MEMORY_FRACTION = 0.6  # skip a method whose estimated peak exceeds this share of free memory
 CSV_COLUMNS = ("device", "device_name", "torch_version", "date", "shape", "B", "L", "V", "dtype",
@@ -107,6 +112,9 @@ METHODS = {
     "ours": Method(False, 0, ""),
     "entropy": Method(False, 0, "ours, return_entropy"),
     "topk_topp": Method(False, 0, "ours, top_k=50 top_p=0.9"),
+    "top_k": Method(False, 0, "ours, top_k=50"),
+    "top_p": Method(False, 0, "ours, top_p=0.9"),
+    "min_p": Method(False, 0, "ours, min_p=0.05"),
     "reference": Method(True, 4 * 8, "float64"),
     "mdlm": Method(True, 4 * 8 + 2 * 4, "float64"),
     "llada": Method(True, 5 * 8, "float64"),
@@ -187,10 +195,9 @@ class CompiledGumbel:
 
 def runner(name: str, logits, x_t, mask_id: int, device: torch.device, compiled: CompiledGumbel):
     """A no-argument callable running method name on the inputs, and a note about setup."""
-    if name in ("ours", "entropy", "topk_topp"):
+    if name in OPTIONS:
         gen = torch.Generator(device=device).manual_seed(1234)
-        options = {"entropy": dict(return_entropy=True), "topk_topp": FILTERS}.get(name, {})
-        return (lambda: ours(logits, x_t, mask_id, gen, **options)), ""
+        return (lambda: ours(logits, x_t, mask_id, gen, **OPTIONS[name])), ""
     if name == "multinomial":
         gen = torch.Generator(device=device).manual_seed(99)
         return (lambda: stock.multinomial_step(logits, x_t, mask_id, TEMPERATURE, generator=gen)), ""
