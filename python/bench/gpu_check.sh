@@ -52,7 +52,7 @@ done
 
 step benchmark
 timeout 150 $PY python/bench/bench_sampling.py --device cuda --masked all \
-  --baselines entropy,topk_topp,mdlm,llada,compile,multinomial,flashinfer --csv "$OUT/bench_sampling_cuda.csv" \
+  --baselines entropy,topk_topp,top_k,top_p,min_p,mdlm,llada,compile,multinomial,flashinfer --csv "$OUT/bench_sampling_cuda.csv" \
   > "$OUT/bench.log" 2>&1
 echo "bench rc=$?" | tee -a "$OUT/summary.txt"
 tail -40 "$OUT/bench.log"
