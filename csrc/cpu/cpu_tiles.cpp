@@ -238,7 +238,38 @@ struct V {
 };
 }  // namespace
 #include "cpu_tiles_body.inc"
-inline void sort_distinct(const uint64_t* in, int64_t n, uint64_t* out) { sort_distinct_std(in, n, out); }
+
+// sort_distinct by ranks, as the AVX-512 path's (below) with 4 words per vector: AVX2 compares
+// 64-bit words as signed, so each word is taken with its top bit flipped (the same order).
+void sort_distinct(const uint64_t* in, int64_t n, uint64_t* out) {
+  if (n > kRankSortMax) return sort_distinct_std(in, n, out);
+  constexpr int kBlock = 16;
+  constexpr uint64_t kFlip = uint64_t{1} << 63;
+  alignas(32) int64_t words[kRankSortMax];
+  alignas(32) int64_t rank[kRankSortMax];
+  const int len = static_cast<int>(n), padded = (len + kBlock - 1) / kBlock * kBlock;
+  for (int i = 0; i < len; ++i) words[i] = static_cast<int64_t>(in[i] ^ kFlip);
+  for (int i = len; i < padded; ++i) words[i] = 0;
+  for (int v = 0; v < padded; v += kBlock) {
+    const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(words + v)),
+                  w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(words + v + 4)),
+                  w2 = _mm256_load_si256(reinterpret_cast<const __m256i*>(words + v + 8)),
+                  w3 = _mm256_load_si256(reinterpret_cast<const __m256i*>(words + v + 12));
+    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0;
+    for (int j = 0; j < len; ++j) {  // (w > b is -1: subtracting it counts b < w)
+      const __m256i b = _mm256_set1_epi64x(words[j]);
+      c0 = _mm256_sub_epi64(c0, _mm256_cmpgt_epi64(w0, b));
+      c1 = _mm256_sub_epi64(c1, _mm256_cmpgt_epi64(w1, b));
+      c2 = _mm256_sub_epi64(c2, _mm256_cmpgt_epi64(w2, b));
+      c3 = _mm256_sub_epi64(c3, _mm256_cmpgt_epi64(w3, b));
+    }
+    _mm256_store_si256(reinterpret_cast<__m256i*>(rank + v), c0);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(rank + v + 4), c1);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(rank + v + 8), c2);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(rank + v + 12), c3);
+  }
+  for (int i = 0; i < len; ++i) out[rank[i]] = in[i];
+}
 }  // namespace avx2_path
 #pragma GCC pop_options
 

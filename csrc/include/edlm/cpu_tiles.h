@@ -66,10 +66,10 @@ void tile_masses(const float* x, int n, float c, float m, uint64_t* out);
 int tile_gather_ge(const float* x, int n, float lb, int32_t base, int32_t* idx);
 
 // out[0..n) = in[0..n) sorted ascending; the words must be distinct (a candidate's word
-// holds its token index), so the result is the one sorted order on every path. AVX-512,
-// n <= kRankSortMax: each word's rank counted against 8 words per compare, with no branch on
-// the data (a comparison sort of ~64 candidates mispredicts half its branches); else
-// std::sort. in and out must not overlap.
+// holds its token index), so the result is the one sorted order on every path. AVX-512 and
+// AVX2, n <= kRankSortMax: each word's rank counted against 8 (4) words per compare, with no
+// branch on the data (a comparison sort of ~64 candidates mispredicts half its branches);
+// else (and on the scalar path) std::sort. in and out must not overlap.
 constexpr int kRankSortMax = 256;
 void sort_distinct(const uint64_t* in, int64_t n, uint64_t* out);
 
