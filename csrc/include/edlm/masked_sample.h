@@ -457,7 +457,7 @@ inline void sample_candidates(const Row& row, int64_t count, float m, const Samp
     idx[kept] = idx[i];
     kept += candidate_key(in_order[i]) >= cut;
   }
-  keep = kept;  // (the same number)
+  keep = kept;  // (the count the cuts left: whole tie groups)
   const int64_t kept_padded = (keep + cpu::kGroup - 1) / cpu::kGroup * cpu::kGroup;
   for (int64_t i = 0; i < keep; ++i) vals[i] = row(idx[i]);
   std::fill(vals + keep, vals + kept_padded, -kInf);
@@ -496,8 +496,9 @@ inline void sample_candidates(const Row& row, int64_t count, float m, const Samp
 // Filtered rows. Pass 1 reads the row once for its max and group maxima (float32 tiles in
 // place, 16-bit ones decoded into s.row; the tiles holding [MASK] or the end of the row go
 // through a patched copy there); the candidates >= candidate_bound are gathered from the
-// groups whose max reaches it (from cache) and drawn from (sample_candidates). When the bound admits too many, the
-// general path: the row materialized, filter_row, the tile passes over the filtered row.
+// groups whose max reaches it (from cache) and drawn from (sample_candidates). When the
+// bound admits too many, the general path: the row materialized, filter_row, the tile
+// passes over the filtered row.
 inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id, const SampleParams& p,
                                 const double* u, int64_t k, RowScratch& s, int64_t* tokens, float* logp,
                                 int64_t stride, float* entropy) {
