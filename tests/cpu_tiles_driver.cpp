@@ -186,6 +186,15 @@ int main(int argc, char** argv) {
     masses.push_back(static_cast<int32_t>(static_cast<uint32_t>(sum >> 32)));
     emit_f("mass_terms", terms);
     emit("masses", 2, masses);
+    std::vector<float> mins;  // tile_min_where_mass_ge over the four tiles, for rungs 1 .. 2^41
+    for (uint64_t rung : {uint64_t{1}, uint64_t{1} << 20, uint64_t{1} << 39, uint64_t{1} << 40, uint64_t{1} << 41}) {
+      float lo = inf;
+      for (int t = 0; t < 4; ++t)
+        lo = edlm::cpu::tile_min_where_mass_ge(x.data() + t * kTile, q.data() + t * kTile, kTile, rung, lo);
+      mins.push_back(lo);
+    }
+    emit_f("mass_mins", mins);
+    emit_f("mass_logits", x);
   }
 
   // sort_distinct over lengths around its vector blocks and its rank-sort limit: words as the

@@ -182,6 +182,12 @@ def test_masses(driver):
         assert np.array_equal(got, want), p
         assert total == int(want.sum(dtype=np.uint64))
         assert (got == 0).sum() >= 3 and got.max() == 2**40  # -inf, NaN, an underflow; the max's term is 1
+        # the smallest logit whose mass reaches each rung (+inf when none does)
+        x, mins = rec["mass_logits"], rec["mass_mins"]
+        for rung, lo in zip([1, 2**20, 2**39, 2**40, 2**41], mins):
+            sel = x[got >= rung]
+            assert lo == (sel.min() if len(sel) else np.inf), (p, rung)
+        assert np.isinf(mins[-1]) and mins[0] < mins[1] < mins[2] <= mins[3]
     # the check's power: rounding instead of truncating fails it
     terms = driver["scalar"]["mass_terms"].astype(np.float64)
     rounded = np.where(terms > 0, np.round(terms * 2.0**40), 0).astype(np.uint64)

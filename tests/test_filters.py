@@ -45,6 +45,24 @@ def test_filtered_draws_match_reference(device, filters, temperature):
     assert bool((h.cpu()[~masked] == 0).all())
 
 
+@pytest.mark.parametrize("scale", [2.0, 4.0])
+def test_top_p_alone_over_a_large_nucleus_matches_reference(device, scale):
+    # V = 8192: at scale 2 the nucleus holds ~1900 tokens (the CPU's candidates are selected,
+    # not sorted), at scale 4 ~70 (its group maxima hold too little mass: the bound from the
+    # masses' bit lengths); min_p on top in the second call
+    B, L, V = 2, 8, 8192
+    logits, x_t = helpers.sampling_case(B, L, V, device, torch.float32, frac=0.8, scale=scale, seed=3)
+    masked = (x_t == 0).cpu()
+    for filters in ({"top_p": 0.9}, {"top_p": 0.9, "min_p": 1e-3}):
+        x0, logp, h = edlm_ext.masked_sample(logits, x_t, 0, seed=5, return_entropy=True, **filters)
+        u = reference.row_uniforms((5, 0), B * L)
+        rx, rlp = reference.masked_sample(logits.cpu(), x_t.cpu(), 0, 1.0, uniforms=u, **filters)
+        assert int((x0.cpu() != rx).sum()) <= 1
+        helpers.assert_logp_close(logp, logits, rx, 0, 1.0, rlp, masked & (x0.cpu() == rx), **filters)
+        helpers.assert_entropy_close(h, logits, 0, 1.0, reference.entropy(logits.cpu(), 0, 1.0, **filters), masked,
+                                     **filters)
+
+
 @pytest.mark.parametrize("filters", [{"top_k": 5}, {"top_p": 0.5}, {"min_p": 0.2}])
 def test_filtered_proposals_match_reference(device, filters):
     B, L, V, k = 2, 30, 300, 4

@@ -114,6 +114,18 @@ struct ScalarV {
   static void masses(const ScalarV& e, uint64_t* out) {
     for (int j = 0; j < 16; ++j) out[j] = edlm::token_mass(e.v[j]);
   }
+  // lane j: min(m_j, x_j) where mass[j] >= rung; hmin: the smallest lane (a min is exact:
+  // any order gives the same value)
+  static ScalarV min_where_ge(const ScalarV& x, const uint64_t* mass, uint64_t rung, const ScalarV& m) {
+    ScalarV r = m;
+    for (int j = 0; j < 16; ++j) r.v[j] = mass[j] >= rung && x.v[j] < m.v[j] ? x.v[j] : m.v[j];
+    return r;
+  }
+  static float hmin(const ScalarV& a) {
+    float r = a.v[0];
+    for (int j = 1; j < 16; ++j) r = a.v[j] < r ? a.v[j] : r;
+    return r;
+  }
   static uint32_t nan_mask(const ScalarV& a) {
     uint32_t m = 0;
     for (int j = 0; j < 16; ++j) m |= static_cast<uint32_t>(a.v[j] != a.v[j]) << j;
@@ -213,6 +225,20 @@ struct V {
     alignas(32) float t[16];
     store(t, e);
     for (int j = 0; j < 16; ++j) out[j] = edlm::token_mass(t[j]);
+  }
+  static V min_where_ge(const V& x, const uint64_t* mass, uint64_t rung, const V& m) {
+    alignas(32) float xs[16], ms[16];
+    store(xs, x);
+    store(ms, m);
+    for (int j = 0; j < 16; ++j) ms[j] = mass[j] >= rung && xs[j] < ms[j] ? xs[j] : ms[j];
+    return load(ms);
+  }
+  static float hmin(const V& a) {
+    alignas(32) float t[16];
+    store(t, a);
+    float r = t[0];
+    for (int j = 1; j < 16; ++j) r = t[j] < r ? t[j] : r;
+    return r;
   }
   static int compress_ge(const V& a, float lb, int32_t first, int32_t* out) {
     const __m256 l = _mm256_set1_ps(lb);
@@ -319,6 +345,14 @@ struct V {
     _mm512_storeu_si512(out, _mm512_maskz_cvttps_epu64(static_cast<__mmask8>(pos), _mm512_castps512_ps256(q)));
     _mm512_storeu_si512(out + 8, _mm512_maskz_cvttps_epu64(static_cast<__mmask8>(pos >> 8), _mm512_extractf32x8_ps(q, 1)));
   }
+  static V min_where_ge(const V& x, const uint64_t* mass, uint64_t rung, const V& m) {
+    const __m512i r = _mm512_set1_epi64(static_cast<long long>(rung));
+    const __mmask8 lo = _mm512_cmpge_epu64_mask(_mm512_loadu_si512(mass), r);
+    const __mmask8 hi = _mm512_cmpge_epu64_mask(_mm512_loadu_si512(mass + 8), r);
+    const __mmask16 k = static_cast<__mmask16>(lo | (static_cast<unsigned>(hi) << 8));
+    return {_mm512_mask_min_ps(m.x, k, x.x, m.x)};
+  }
+  static float hmin(const V& a) { return _mm512_reduce_min_ps(a.x); }
   static int compress_ge(const V& a, float lb, int32_t first, int32_t* out) {
     // (no branch on the mask, whose zero / nonzero mispredicts; the register form of the
     // compress, then a whole-vector store: the memory form is microcoded on AMD cores)
@@ -392,13 +426,14 @@ struct TileFns {
   decltype(&scalar_path::tile_gather_ge) gather_ge;
   decltype(&scalar_path::tile_mass_sum) mass_sum;
   decltype(&scalar_path::tile_masses) masses;
+  decltype(&scalar_path::tile_min_where_mass_ge) min_where_mass_ge;
   decltype(&scalar_path::sort_distinct) sort_distinct;
 };
 
 #define EDLM_TILE_FNS(ns)                                                                                   \
   TileFns {                                                                                                 \
     ns::tile_max, ns::tile_has_nan, ns::tile_max_groups, ns::tile_decode_max_bf16, ns::tile_decode_max_f16, ns::tile_exp2_sum, \
-        ns::tile_exp2_wsum, ns::tile_exp2, ns::tile_gather_ge, ns::tile_mass_sum, ns::tile_masses, ns::sort_distinct \
+        ns::tile_exp2_wsum, ns::tile_exp2, ns::tile_gather_ge, ns::tile_mass_sum, ns::tile_masses, ns::tile_min_where_mass_ge, ns::sort_distinct \
   }
 
 const TileFns& fns() {
@@ -437,6 +472,9 @@ int tile_gather_ge(const float* x, int n, float lb, int32_t base, int32_t* idx) 
 }
 uint64_t tile_mass_sum(const float* x, int n, float c, float m) { return fns().mass_sum(x, n, c, m); }
 void tile_masses(const float* x, int n, float c, float m, uint64_t* out) { fns().masses(x, n, c, m, out); }
+float tile_min_where_mass_ge(const float* x, const uint64_t* mass, int n, uint64_t rung, float lo) {
+  return fns().min_where_mass_ge(x, mass, n, rung, lo);
+}
 void sort_distinct(const uint64_t* in, int64_t n, uint64_t* out) { fns().sort_distinct(in, n, out); }
 
 void bf16_to_float(const uint16_t* in, int n, float* out) {

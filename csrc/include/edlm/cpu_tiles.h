@@ -59,6 +59,8 @@ void tile_exp2(const float* x, int n, const Exp2Arg& a, float* out);
 uint64_t tile_mass_sum(const float* x, int n, float c, float m);
 // out[i] = token_mass(2^((x[i] - m) c)): the masses tile_mass_sum adds up.
 void tile_masses(const float* x, int n, float c, float m, uint64_t* out);
+// min(lo, the smallest x[i] whose mass[i] >= rung) (n a multiple of kWidth).
+float tile_min_where_mass_ge(const float* x, const uint64_t* mass, int n, uint64_t rung, float lo);
 
 // Appends to idx the positions i (as base + i) with x[i] >= lb, in order; returns how many
 // (n a multiple of kWidth). Branch-free: idx needs kWidth entries of slack past the count

@@ -398,6 +398,60 @@ inline int64_t end_of_ties(const uint64_t* cand, int64_t n, int64_t j) {
   return j + 1;
 }
 
+// The draw among the survivors of the filters: of the `count` candidates s.idx[0, count)
+// (token order, their words in s.cand), those whose key reaches cut, compacted in token
+// order without a branch on which go; their terms relative to the row max (as a tile's with
+// max m: edlm::tile_ref), a float64 prefix, k draws (greedy: best, the max with the lowest
+// index), the entropy. row(i) is token i's logit.
+template <typename Row>
+inline void draw_survivors(const Row& row, int64_t count, uint32_t cut, int32_t best, float m, const SampleParams& p,
+                           const double* u, int64_t k, RowScratch& s, int64_t* tokens, float* logp, int64_t stride,
+                           float* entropy) {
+  const double inv_t = p.inv_temperature;
+  const float c = static_cast<float>(inv_t * kLog2e);
+  int32_t* idx = s.idx.data();
+  const uint64_t* in_order = s.cand.data();
+  int64_t keep = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    idx[keep] = idx[i];
+    keep += candidate_key(in_order[i]) >= cut;
+  }
+  const int64_t kept_padded = (keep + cpu::kGroup - 1) / cpu::kGroup * cpu::kGroup;
+  s.vals.resize(std::max<size_t>(s.vals.size(), static_cast<size_t>(kept_padded)));
+  s.terms.resize(std::max<size_t>(s.terms.size(), static_cast<size_t>(kept_padded)));
+  float* vals = s.vals.data();
+  for (int64_t i = 0; i < keep; ++i) vals[i] = row(idx[i]);
+  std::fill(vals + keep, vals + kept_padded, -kInf);
+  const TileRef ref = tile_ref(m, c);
+  float* e = s.terms.data();
+  cpu::tile_exp2(vals, static_cast<int>(kept_padded), cpu_detail::exp2_arg(ref, c), e);
+  s.prefix.resize(std::max<size_t>(s.prefix.size(), static_cast<size_t>(keep) + 1));
+  double* prefix = s.prefix.data();
+  prefix[0] = 0.0;
+  double weighted = 0.0;
+  for (int64_t i = 0; i < keep; ++i) {
+    prefix[i + 1] = prefix[i] + e[i];
+    if (p.entropy && e[i] > 0.0f) weighted += e[i] * ((static_cast<double>(vals[i]) - m) * inv_t);
+  }
+  const double z = prefix[keep];
+  const double log_z = row_log_z(z, tile_ref_offset(m, c, ref));
+  if (p.entropy) *entropy = static_cast<float>(log_z - weighted / z);
+  for (int64_t j = 0; j < k; ++j) {
+    int64_t pick;
+    if (p.greedy) {
+      pick = best;
+    } else {
+      const double target = u[j] * z;
+      int64_t i = std::upper_bound(prefix + 1, prefix + keep + 1, target) - (prefix + 1);
+      if (i >= keep) i = keep - 1;
+      while (e[i] <= 0.0f) --i;  // (a plateau: the last token with mass before it; the max has mass)
+      pick = idx[i];
+    }
+    tokens[j * stride] = pick;
+    logp[j * stride] = token_logp(row(pick), m, inv_t, log_z);
+  }
+}
+
 // The candidate path of the filters: the survivors of the thresholds are found among the
 // `count` candidates s.idx[0, count) (every token >= lb, a lower bound of the final threshold,
 // [MASK] excluded), then drawn from directly. row(i) is token i's logit. topp_total: the
@@ -446,49 +500,63 @@ inline void sample_candidates(const Row& row, int64_t count, float m, const Samp
     const float tau_min = min_p_threshold(m, f.min_p, inv_t);
     while (keep > 1 && vals[keep - 1] < tau_min) --keep;  // the max always passes
   }
-  const int32_t best = candidate_index(cand[0]);  // greedy: the max, lowest index
-  // the survivors in token order: every cut above keeps whole tie groups, so they are the
-  // candidates (gathered in token order) whose key reaches the last survivor's; compacted
-  // without a branch on which go. Then their terms relative to the row max (as a tile's
-  // with max m: edlm::tile_ref), a float64 prefix.
-  const uint32_t cut = candidate_key(cand[keep - 1]);
-  int64_t kept = 0;
-  for (int64_t i = 0; i < count; ++i) {
-    idx[kept] = idx[i];
-    kept += candidate_key(in_order[i]) >= cut;
-  }
-  keep = kept;  // (the count the cuts left: whole tie groups)
-  const int64_t kept_padded = (keep + cpu::kGroup - 1) / cpu::kGroup * cpu::kGroup;
-  for (int64_t i = 0; i < keep; ++i) vals[i] = row(idx[i]);
-  std::fill(vals + keep, vals + kept_padded, -kInf);
-  const TileRef ref = tile_ref(m, c);
-  float* e = s.terms.data();
-  cpu::tile_exp2(vals, static_cast<int>(kept_padded), cpu_detail::exp2_arg(ref, c), e);
-  s.prefix.resize(std::max<size_t>(s.prefix.size(), static_cast<size_t>(keep) + 1));
-  double* prefix = s.prefix.data();
-  prefix[0] = 0.0;
-  double weighted = 0.0;
-  for (int64_t i = 0; i < keep; ++i) {
-    prefix[i + 1] = prefix[i] + e[i];
-    if (p.entropy && e[i] > 0.0f) weighted += e[i] * ((static_cast<double>(vals[i]) - m) * inv_t);
-  }
-  const double z = prefix[keep];
-  const double log_z = row_log_z(z, tile_ref_offset(m, c, ref));
-  if (p.entropy) *entropy = static_cast<float>(log_z - weighted / z);
-  for (int64_t j = 0; j < k; ++j) {
-    int64_t pick;
-    if (p.greedy) {
-      pick = best;
-    } else {
-      const double target = u[j] * z;
-      int64_t i = std::upper_bound(prefix + 1, prefix + keep + 1, target) - (prefix + 1);
-      if (i >= keep) i = keep - 1;
-      while (e[i] <= 0.0f) --i;  // (a plateau: the last token with mass before it; the max has mass)
-      pick = idx[i];
+  // every cut above keeps whole tie groups: the survivors are the candidates whose key
+  // reaches the last survivor's
+  draw_survivors(row, count, candidate_key(cand[keep - 1]), candidate_index(cand[0]), m, p, u, k, s, tokens, logp,
+                 stride, entropy);
+}
+
+// top_p's bound from the row's masses (mass[0, ntiles kTile), target > 0 and <= their sum):
+// the tokens whose mass has at least b bits, b the largest for which those tokens hold the
+// target; lb = their smallest logit. mass(l >= lb) >= what they hold >= target, so lb <=
+// tau_p (whatever the rounding of their terms). tile(t, ...) gives tile t's logits.
+template <typename Tile>
+inline float topp_mass_bound(const uint64_t* mass, int64_t ntiles, uint64_t target, const Tile& tile) {
+  const int64_t n = ntiles * cpu::kTile;
+  // [bit width of the mass] (masses are <= 2^40), four histograms so that runs of one width
+  // do not wait on each other (n is a multiple of 4)
+  uint64_t h4[4][66] = {};
+  for (int64_t i = 0; i < n; i += 4)
+    for (int j = 0; j < 4; ++j) {
+      const uint64_t q = mass[i + j];
+      h4[j][q == 0 ? 0 : 64 - __builtin_clzll(q)] += q;
     }
-    tokens[j * stride] = pick;
-    logp[j * stride] = token_logp(row(pick), m, inv_t, log_z);
+  uint64_t by_bits[66];
+  for (int b = 0; b < 66; ++b) by_bits[b] = h4[0][b] + h4[1][b] + h4[2][b] + h4[3][b];
+  int b = 65;
+  uint64_t cum = 0;
+  while (cum + by_bits[b] < target) cum += by_bits[b--];  // stops at b >= 1: the sum reaches the target
+  const uint64_t rung = uint64_t{1} << (b - 1);  // mass >= rung <=> at least b bits
+  float lb = kInf;
+  for (int64_t t = 0; t < ntiles; ++t)
+    lb = cpu::tile_min_where_mass_ge(tile(t, nullptr, nullptr, nullptr), mass + t * cpu::kTile, cpu::kTile, rung, lb);
+  return lb;
+}
+
+// top_p without top_k over candidates too many to sort: tau_p by a radix select of the
+// candidates' keys weighted by their masses (s.mass, per token of the row). Every token
+// >= tau_p is a candidate (lb <= tau_p), so the select over them finds the row's threshold;
+// min_p's cut, if on, is a key too. target: top_p's target mass of the whole row.
+template <typename Row>
+inline void sample_topp_candidates(const Row& row, int64_t count, float m, uint64_t target, const SampleParams& p,
+                                   const double* u, int64_t k, RowScratch& s, int64_t* tokens, float* logp,
+                                   int64_t stride, float* entropy) {
+  const int32_t* idx = s.idx.data();
+  s.cand.resize(count);
+  s.keys.resize(count);
+  uint64_t* in_order = s.cand.data();
+  uint32_t* keys = s.keys.data();
+  for (int64_t i = 0; i < count; ++i) {
+    keys[i] = order_key(row(idx[i]));
+    in_order[i] = candidate_word(keys[i], idx[i]);
   }
+  const uint32_t top = order_key(m);
+  int64_t first_max = 0;  // greedy: the max with the lowest index (the candidates are in token order)
+  while (keys[first_max] != top) ++first_max;
+  const uint64_t* mass = s.mass.data();
+  uint32_t cut = radix_select(keys, count, [&](int64_t i) { return mass[idx[i]]; }, target);
+  if (p.filter.min_p > 0.0) cut = std::max(cut, order_key(min_p_threshold(m, p.filter.min_p, p.inv_temperature)));
+  draw_survivors(row, count, cut, idx[first_max], m, p, u, k, s, tokens, logp, stride, entropy);
 }
 
 }  // namespace cpu_detail
@@ -562,12 +630,18 @@ inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id
                                              static_cast<uint64_t>(p.filter.top_k), 2));
   }
   float lb = candidate_bound(p.filter, kth_group_max, m, p.inv_temperature);
-  uint64_t topp_total = 0;
-  if (topp_has_own_bound(p.filter)) {
-    // the row's top-p masses, then the radix select of the group maxima weighted by theirs
+  uint64_t topp_total = 0, target = 0;
+  const bool topp_own = topp_has_own_bound(p.filter);
+  if (topp_own) {
+    // the row's top-p masses (kept per token: the candidates' select reads them), then the
+    // radix select of the group maxima weighted by theirs
     const float c = static_cast<float>(p.inv_temperature * kLog2e);
-    for (int64_t t = 0; t < ntiles; ++t) topp_total += cpu::tile_mass_sum(tile(t, nullptr, nullptr, nullptr), cpu::kTile, c, m);
-    const uint64_t target = topp_target(p.filter.top_p, topp_total);
+    s.mass.resize(n);
+    uint64_t* mass = s.mass.data();
+    for (int64_t t = 0; t < ntiles; ++t)
+      cpu::tile_masses(tile(t, nullptr, nullptr, nullptr), cpu::kTile, c, m, mass + t * cpu::kTile);
+    for (int64_t i = 0; i < n; ++i) topp_total += mass[i];
+    target = topp_target(p.filter.top_p, topp_total);
     if (topp_applies(target, topp_total)) {
       const float* g = s.group_max.data();
       const int64_t padded = (groups + cpu::kGroup - 1) / cpu::kGroup * cpu::kGroup;  // the vector loops' unit
@@ -583,6 +657,8 @@ inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id
       }
       if (group_total >= target)
         lb = key_value(radix_select(s.keys.data(), groups, [&](int64_t i) { return token_mass(s.vals[i]); }, target, 2));
+      else  // the maxima hold too little (a nucleus of many tokens per group): a bound from the masses
+        lb = cpu_detail::topp_mass_bound(mass, ntiles, target, tile);
     }
   }
   if (lb != -kInf) {
@@ -595,11 +671,17 @@ inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id
       listed[n_listed] = static_cast<int32_t>(i);
       n_listed += g[i] >= lb;
     }
+    // (top_p alone takes any number: its candidates are selected, not sorted, past kRankSortMax)
+    const int64_t limit = topp_own ? n : cpu_detail::kMaxCandidates;
     int64_t count = 0;
-    for (int64_t i = 0; i < n_listed && count <= cpu_detail::kMaxCandidates; ++i) {
+    for (int64_t i = 0; i < n_listed && count <= limit; ++i) {
       const int64_t grp = listed[i];
       const float* x = tile(grp / kTileGroups, nullptr, nullptr, nullptr) + grp % kTileGroups * cpu::kGroup;
       count += cpu::tile_gather_ge(x, cpu::kGroup, lb, static_cast<int32_t>(grp * cpu::kGroup), s.idx.data() + count);
+    }
+    if (topp_own && count > cpu::kRankSortMax) {
+      cpu_detail::sample_topp_candidates(value, count, m, target, p, u, k, s, tokens, logp, stride, entropy);
+      return true;
     }
     if (count <= cpu_detail::kMaxCandidates) {
       cpu_detail::sample_candidates(value, count, m, p, u, k, s, tokens, logp, stride, entropy, topp_total);
