@@ -71,7 +71,7 @@ OPTIONS = {"ours": {}, "entropy": dict(return_entropy=True), "topk_topp": FILTER
 TEMPERATURE = 1.0
 MEMORY_FRACTION = 0.6  # skip a method whose estimated peak exceeds this share of free memory
 CSV_COLUMNS = ("device", "device_name", "torch_version", "date", "shape", "B", "L", "V", "dtype",
-               "masked_fraction", "method", "ms", "gbps", "frac_copy_bw", "copy_gbps",
+               "masked_fraction", "logit_std", "method", "ms", "gbps", "frac_copy_bw", "copy_gbps",
                "speedup_vs_ours", "cpu_share", "repeats", "note")
 
 
@@ -148,11 +148,12 @@ def parse_choices(text: str, choices) -> list[str]:
     return names
 
 
-def make_inputs(shape, dtype, fraction: float, device: torch.device, seed: int = 0):
-    """Random logits (std 2), and x_t with round(fraction * B * L) positions at mask_id = V - 1."""
+def make_inputs(shape, dtype, fraction: float, device: torch.device, seed: int = 0, std: float = 2.0):
+    """Random logits (std 2 unless told: at V = 8192 top_p=0.9 keeps ~1900 tokens at std 2, ~390
+    at 3, ~70 at 4), and x_t with round(fraction * B * L) positions at mask_id = V - 1."""
     B, L, V = shape
     gen = torch.Generator(device=device).manual_seed(seed)
-    logits = torch.randn(B, L, V, dtype=dtype, device=device, generator=gen).mul_(2.0)
+    logits = torch.randn(B, L, V, dtype=dtype, device=device, generator=gen).mul_(std)
     mask_id = V - 1
     x_t = torch.randint(0, V - 1, (B * L,), device=device, generator=gen)
     n_masked = round(fraction * B * L)
@@ -291,7 +292,7 @@ def run_case(shape, dtype_name: str, fraction: float, methods: list[str], device
     not describe the later cases)."""
     dtype = DTYPES[dtype_name]
     copy_gbps = common.copy_bandwidth_gbps(device)
-    logits, x_t, mask_id, n_masked = make_inputs(shape, dtype, fraction, device)
+    logits, x_t, mask_id, n_masked = make_inputs(shape, dtype, fraction, device, std=args.logit_std)
     nbytes = useful_bytes(n_masked, shape, dtype)
     fraction = n_masked / (shape[0] * shape[1])
     ours_ms = None
@@ -341,6 +342,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, torch.device, Path | None
                    help="masked rows: all, half (default: all,half)")
     p.add_argument("--baselines", type=lambda s: parse_choices(s, BASELINES), default=",".join(BASELINES),
                    help=f"methods besides ours, from {', '.join(BASELINES)} (default: all)")
+    p.add_argument("--logit-std", type=float, default=2.0, help="std of the random logits (default: 2)")
     p.add_argument("--warmup", type=int, help="untimed calls per method (default: 3 CUDA, 1 CPU)")
     p.add_argument("--repeats", type=int, help="timed calls per method, median reported (default: 20 CUDA, 3 CPU)")
     p.add_argument("--slow-warmup", type=int,
@@ -370,7 +372,7 @@ def main(argv=None) -> None:
     fields = common.common_fields(device)
     print(f"device: {device.type} ({fields['device_name']}), torch {torch.__version__}; "
           f"%copy: of the copy bandwidth (read + write) measured before each case (column copy_gbps)")
-    report = Report(csv_path, fields)
+    report = Report(csv_path, dict(fields, logit_std=args.logit_std))
     methods = ["ours"] + [b for b in BASELINES if b in args.baselines]
     compiled = CompiledGumbel()
     try:

@@ -17,8 +17,11 @@
 // that list, and the survivors are drawn from directly. top_p alone has a bound of its own
 // on the CPU (topp_has_own_bound): any x with mass(l >= x) >= the target is <= tau_p, and
 // the groups whose maxima are >= x already hold that much for x = the radix select of the
-// group maxima weighted by their own masses. When the bound admits too many, the general
-// path: radix selects over the whole row (edlm/radix_select.h), then the tile passes over
+// group maxima weighted by their own masses; when the maxima hold too little (many tokens of
+// the nucleus per group), x = the smallest logit among the tokens whose masses have >= b bits,
+// b the largest for which they hold the target (masked_sample.h, topp_mass_bound), and its
+// candidates, if more than a rank sort takes, are radix-selected rather than sorted. When the
+// bound admits too many, the general path: radix selects over the whole row (edlm/radix_select.h), then the tile passes over
 // the thresholded row.
 #pragma once
 #include <cmath>
