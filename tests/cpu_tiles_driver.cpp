@@ -159,7 +159,7 @@ int main(int argc, char** argv) {
   }
   emit("gathered", 2, gathered);
 
-  // top-p masses: tile_masses and tile_mass_sum next to the terms tile_exp2 makes from the
+  // top-p masses: tile_masses next to the terms tile_exp2 makes from the
   // same (unfused) argument, on finite logits, -inf, NaN and terms that underflow to 0.
   {
     std::vector<float> x(4 * kTile), terms(x.size());
@@ -172,18 +172,14 @@ int main(int argc, char** argv) {
     float m = -inf;
     for (float v : x) m = v > m ? v : m;  // (NaN compares false)
     const float c = 1.4426950408889634f;
-    uint64_t sum = 0;
     for (int t = 0; t < 4; ++t) {
       edlm::cpu::tile_masses(x.data() + t * kTile, kTile, c, m, q.data() + t * kTile);
       edlm::cpu::tile_exp2(x.data() + t * kTile, kTile, edlm::cpu::Exp2Arg{c, m, false}, terms.data() + t * kTile);
-      sum += edlm::cpu::tile_mass_sum(x.data() + t * kTile, kTile, c, m);
     }
     for (uint64_t w : q) {
       masses.push_back(static_cast<int32_t>(static_cast<uint32_t>(w)));
       masses.push_back(static_cast<int32_t>(static_cast<uint32_t>(w >> 32)));
     }
-    masses.push_back(static_cast<int32_t>(static_cast<uint32_t>(sum)));
-    masses.push_back(static_cast<int32_t>(static_cast<uint32_t>(sum >> 32)));
     emit_f("mass_terms", terms);
     emit("masses", 2, masses);
     std::vector<float> mins;  // tile_min_where_mass_ge over the four tiles, for rungs 1 .. 2^41

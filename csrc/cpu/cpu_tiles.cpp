@@ -424,7 +424,6 @@ struct TileFns {
   decltype(&scalar_path::tile_exp2_wsum) exp2_wsum;
   decltype(&scalar_path::tile_exp2) exp2;
   decltype(&scalar_path::tile_gather_ge) gather_ge;
-  decltype(&scalar_path::tile_mass_sum) mass_sum;
   decltype(&scalar_path::tile_masses) masses;
   decltype(&scalar_path::tile_min_where_mass_ge) min_where_mass_ge;
   decltype(&scalar_path::sort_distinct) sort_distinct;
@@ -433,7 +432,7 @@ struct TileFns {
 #define EDLM_TILE_FNS(ns)                                                                                   \
   TileFns {                                                                                                 \
     ns::tile_max, ns::tile_has_nan, ns::tile_max_groups, ns::tile_decode_max_bf16, ns::tile_decode_max_f16, ns::tile_exp2_sum, \
-        ns::tile_exp2_wsum, ns::tile_exp2, ns::tile_gather_ge, ns::tile_mass_sum, ns::tile_masses, ns::tile_min_where_mass_ge, ns::sort_distinct \
+        ns::tile_exp2_wsum, ns::tile_exp2, ns::tile_gather_ge, ns::tile_masses, ns::tile_min_where_mass_ge, ns::sort_distinct \
   }
 
 const TileFns& fns() {
@@ -470,7 +469,6 @@ void tile_exp2(const float* x, int n, const Exp2Arg& a, float* out) { fns().exp2
 int tile_gather_ge(const float* x, int n, float lb, int32_t base, int32_t* idx) {
   return fns().gather_ge(x, n, lb, base, idx);
 }
-uint64_t tile_mass_sum(const float* x, int n, float c, float m) { return fns().mass_sum(x, n, c, m); }
 void tile_masses(const float* x, int n, float c, float m, uint64_t* out) { fns().masses(x, n, c, m, out); }
 float tile_min_where_mass_ge(const float* x, const uint64_t* mass, int n, uint64_t rung, float lo) {
   return fns().min_where_mass_ge(x, mass, n, rung, lo);

@@ -54,10 +54,8 @@ float tile_exp2_wsum(const float* x, int n, const Exp2Arg& a, float* wsum);
 // out[i] = 2^arg_i, the terms tile_exp2_sum adds up.
 void tile_exp2(const float* x, int n, const Exp2Arg& a, float* out);
 
-// sum_i token_mass(2^((x[i] - m) c)) (edlm/filter.h: each term in [0, 1] in 2^-40 fixed
+// out[i] = token_mass(2^((x[i] - m) c)) (edlm/filter.h: each term in [0, 1] in 2^-40 fixed
 // point), the top-p masses of a tile; exact integers.
-uint64_t tile_mass_sum(const float* x, int n, float c, float m);
-// out[i] = token_mass(2^((x[i] - m) c)): the masses tile_mass_sum adds up.
 void tile_masses(const float* x, int n, float c, float m, uint64_t* out);
 // min(lo, the smallest x[i] whose mass[i] >= rung) (n a multiple of kWidth).
 float tile_min_where_mass_ge(const float* x, const uint64_t* mass, int n, uint64_t rung, float lo);
