@@ -15,6 +15,8 @@
 
 #include "edlm/cpu_simd.h"
 #include "edlm/cpu_tiles.h"
+#include "edlm/numeric.h"
+#include "edlm/tile_ref.h"
 
 namespace {
 
@@ -216,6 +218,79 @@ int main(int argc, char** argv) {
     }
   }
   emit("sorts", 2, sorts);
+  // The row pass (row_tiles_*) next to the per-tile loops it must reproduce bit for bit: the
+  // tiles above (NaN, +inf, all -inf, signed zeros, large logits, unfused past 2^22 at the
+  // larger scales) as one row per scale, with and without the weighted sums, in float32 and
+  // rounded to bfloat16 bits; half bits of moderate logits with the same planted tiles. One
+  // call per row (the values), and one call per tile (the flags).
+  {
+    const int n = static_cast<int>(tiles.size());
+    std::vector<uint16_t> bf(n), hf(n);
+    for (int i = 0; i < n; ++i) {
+      uint32_t b;
+      std::memcpy(&b, &tiles[i], 4);
+      bf[i] = static_cast<uint16_t>(b >> 16);  // truncated: NaN stays NaN
+      const uint32_t e = 12 + static_cast<uint32_t>(uniform01() * 6), mant = static_cast<uint32_t>(uniform01() * 1024);
+      hf[i] = static_cast<uint16_t>((uniform01() < 0.5 ? 0x8000u : 0u) | e << 10 | mant);
+    }
+    hf[1 * kTile + 7] = 0x7E00;                              // NaN
+    hf[2 * kTile + 100] = 0x7C00;                            // +inf
+    for (int i = 0; i < kTile; ++i) hf[3 * kTile + i] = 0xFC00;  // all -inf
+    std::vector<float> got, want, bad_got, bad_want;
+    for (int dt = 0; dt < 3; ++dt) {
+      std::vector<float> dec(n);
+      for (int i = 0; i < n; ++i) dec[i] = dt == 0 ? tiles[i] : dt == 1 ? edlm::bf16_to_float(bf[i]) : edlm::f16_to_float(hf[i]);
+      auto row = [&](int t0, int count, float c, float* mx, float* sm, float* ws, bool* bad) {
+        if (dt == 0) edlm::cpu::row_tiles_f32(tiles.data() + t0 * kTile, count, c, mx, sm, ws, bad);
+        else if (dt == 1) edlm::cpu::row_tiles_bf16(bf.data() + t0 * kTile, count, c, mx, sm, ws, bad);
+        else edlm::cpu::row_tiles_f16(hf.data() + t0 * kTile, count, c, mx, sm, ws, bad);
+      };
+      for (float c : {1.4426950f, 0.3f, 28.853900f, 1e-3f}) {
+        for (bool weighted : {false, true}) {
+          std::vector<float> mx(kTiles), sm(kTiles), ws(kTiles, -1.0f);
+          bool bad = false;
+          row(0, kTiles, c, mx.data(), sm.data(), weighted ? ws.data() : nullptr, &bad);
+          got.insert(got.end(), mx.begin(), mx.end());
+          got.insert(got.end(), sm.begin(), sm.end());
+          if (weighted) got.insert(got.end(), ws.begin(), ws.end());
+          bad_got.push_back(bad);
+          std::vector<float> wmx(kTiles), wsm(kTiles), wws(kTiles);
+          bool wbad = false;
+          for (int t = 0; t < kTiles; ++t) {
+            const float* x = dec.data() + t * kTile;
+            bool tbad = false;
+            const float mt = edlm::cpu::tile_max(x, kTile, &tbad);
+            float sum = 0.0f, w = 0.0f;
+            if (mt == -inf) {
+              tbad |= edlm::cpu::tile_has_nan(x, kTile);
+            } else if (mt != inf) {
+              const edlm::TileRef r = edlm::tile_ref(mt, c);
+              const edlm::cpu::Exp2Arg a{c, r.b, r.fused};
+              sum = weighted ? edlm::cpu::tile_exp2_wsum(x, kTile, a, &w) : edlm::cpu::tile_exp2_sum(x, kTile, a);
+              tbad |= sum != sum;
+            }
+            wmx[t] = mt;
+            wsm[t] = sum;
+            wws[t] = w;
+            wbad |= tbad;
+            bool one_bad = false;  // the same tile alone through the row pass: its own flag
+            float one_mx, one_sm, one_ws;
+            row(t, 1, c, &one_mx, &one_sm, weighted ? &one_ws : nullptr, &one_bad);
+            bad_got.push_back(one_bad);
+            bad_want.push_back(tbad);
+          }
+          want.insert(want.end(), wmx.begin(), wmx.end());
+          want.insert(want.end(), wsm.begin(), wsm.end());
+          if (weighted) want.insert(want.end(), wws.begin(), wws.end());
+          bad_want.insert(bad_want.end() - kTiles, wbad);
+        }
+      }
+    }
+    emit_f("row_got", got);
+    emit_f("row_want", want);
+    emit_f("row_bad_got", bad_got);
+    emit_f("row_bad_want", bad_want);
+  }
   std::fclose(out_file);
   return 0;
 }

@@ -150,6 +150,27 @@ def test_sums_and_terms_against_float64(driver):
     assert checked > 100
 
 
+def test_row_pass_is_the_per_tile_loops(driver):
+    """row_tiles_* (one call per row) gives the per-tile loops' maxima, sums, weighted sums
+    and flags bit for bit: float32, bfloat16 and half rows with NaN, +inf, all -inf, signed
+    zeros and unfused (|m c| > 2^22) tiles, four scales, with and without weights."""
+    for rec in driver.values():
+        got, want = rec["row_got"], rec["row_want"]
+        assert len(got) == len(want) == 3 * 4 * (2 * 24 + 3 * 24)
+        assert _same_bits(got, want)
+        assert np.array_equal(rec["row_bad_got"], rec["row_bad_want"])
+    bad = driver["scalar"]["row_bad_want"].reshape(3, 4, 2, 25)  # (dtype, c, weighted, [row, tile 0..23])
+    assert bad[..., 0].all()  # every row holds a NaN and a +inf
+    # only tiles 1 (NaN) and 2 (+inf) flag, not 3 (all -inf): the flags are per tile
+    assert bad[..., 2:4].all() and not bad[..., 1].any() and not bad[..., 4:].any()
+    maxima = driver["scalar"]["tile_max"].reshape(-1, 2)[:, 0]
+    assert (np.abs(maxima[5] * np.float32(28.8539)) > 2.0**22)  # an unfused tile is among them
+    # a one-ulp change in any sum is seen
+    w = driver["scalar"]["row_want"].copy()
+    w.view(np.uint32)[24 + 6] += 1
+    assert not _same_bits(driver["scalar"]["row_got"], w)
+
+
 def test_decoders_and_gathers(driver):
     rec = driver["scalar"]
     halves = rec["halves"]

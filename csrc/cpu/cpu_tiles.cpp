@@ -14,6 +14,7 @@
 #include "edlm/cpu_simd.h"
 #include "edlm/filter.h"
 #include "edlm/numeric.h"
+#include "edlm/tile_ref.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -423,6 +424,9 @@ struct TileFns {
   decltype(&scalar_path::tile_exp2_sum) exp2_sum;
   decltype(&scalar_path::tile_exp2_wsum) exp2_wsum;
   decltype(&scalar_path::tile_exp2) exp2;
+  decltype(&scalar_path::row_tiles_f32) row_f32;
+  decltype(&scalar_path::row_tiles_bf16) row_bf16;
+  decltype(&scalar_path::row_tiles_f16) row_f16;
   decltype(&scalar_path::tile_gather_ge) gather_ge;
   decltype(&scalar_path::tile_masses) masses;
   decltype(&scalar_path::tile_min_where_mass_ge) min_where_mass_ge;
@@ -432,7 +436,7 @@ struct TileFns {
 #define EDLM_TILE_FNS(ns)                                                                                   \
   TileFns {                                                                                                 \
     ns::tile_max, ns::tile_has_nan, ns::tile_max_groups, ns::tile_decode_max_bf16, ns::tile_decode_max_f16, ns::tile_exp2_sum, \
-        ns::tile_exp2_wsum, ns::tile_exp2, ns::tile_gather_ge, ns::tile_masses, ns::tile_min_where_mass_ge, ns::sort_distinct \
+        ns::tile_exp2_wsum, ns::tile_exp2, ns::row_tiles_f32, ns::row_tiles_bf16, ns::row_tiles_f16, ns::tile_gather_ge, ns::tile_masses, ns::tile_min_where_mass_ge, ns::sort_distinct \
   }
 
 const TileFns& fns() {
@@ -466,6 +470,18 @@ float tile_decode_max_f16(const uint16_t* in, int n, float* out, bool* bad, floa
 float tile_exp2_sum(const float* x, int n, const Exp2Arg& a) { return fns().exp2_sum(x, n, a); }
 float tile_exp2_wsum(const float* x, int n, const Exp2Arg& a, float* wsum) { return fns().exp2_wsum(x, n, a, wsum); }
 void tile_exp2(const float* x, int n, const Exp2Arg& a, float* out) { fns().exp2(x, n, a, out); }
+void row_tiles_f32(const float* x, int64_t ntiles, float c, float* tile_max, float* tile_sum, float* tile_wsum,
+                   bool* bad) {
+  fns().row_f32(x, ntiles, c, tile_max, tile_sum, tile_wsum, bad);
+}
+void row_tiles_bf16(const uint16_t* x, int64_t ntiles, float c, float* tile_max, float* tile_sum, float* tile_wsum,
+                    bool* bad) {
+  fns().row_bf16(x, ntiles, c, tile_max, tile_sum, tile_wsum, bad);
+}
+void row_tiles_f16(const uint16_t* x, int64_t ntiles, float c, float* tile_max, float* tile_sum, float* tile_wsum,
+                   bool* bad) {
+  fns().row_f16(x, ntiles, c, tile_max, tile_sum, tile_wsum, bad);
+}
 int tile_gather_ge(const float* x, int n, float lb, int32_t base, int32_t* idx) {
   return fns().gather_ge(x, n, lb, base, idx);
 }

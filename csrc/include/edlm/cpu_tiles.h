@@ -18,6 +18,9 @@ constexpr int kWidth = 16;
 // of kGroup (callers pad with -inf, which adds nothing to a max or a sum of terms), and
 // tile_max_groups' groups are these.
 constexpr int kGroup = 4 * kWidth;
+// How far ahead of the tile being read the loops over a row prefetch it (the hardware's
+// streamer alone leaves them waiting on memory between the tiles' bursts of loads).
+constexpr int kPrefetchBytes = 8192;  // (measured: 4-16 KB all help; prefetcht0)
 
 // exp2_lane(x) = 2^x in float32 for x <= 1 (within 1.3 ulp: a degree-6 minimax polynomial
 // on the fraction, the exponent added as an integer); 0 for x < -126 (so every term is 0
@@ -51,6 +54,20 @@ float tile_decode_max_f16(const uint16_t* in, int n, float* out, bool* bad, floa
 // weighted sum in log2 units; the clamp keeps 0 * -inf out).
 float tile_exp2_sum(const float* x, int n, const Exp2Arg& a);
 float tile_exp2_wsum(const float* x, int n, const Exp2Arg& a, float* wsum);
+// The first pass over ntiles whole tiles x[0, ntiles kTile) of a row, none holding [MASK]:
+// for each tile t, tile_max[t] (as tile_max), tile_sum[t] = the sum of its terms against
+// tile_ref(tile_max[t], c) (as tile_exp2_sum; 0 where the max is -inf or +inf) and, with
+// tile_wsum, the weighted sum (as tile_exp2_wsum); *bad on +inf, and on NaN (through the
+// terms, or, in a tile whose max is -inf, as tile_has_nan). The same loops as the per-tile
+// functions (the same bits), one call per row, prefetching kPrefetchBytes ahead. The 16-bit
+// forms decode each vector as they read it (no decoded copy).
+void row_tiles_f32(const float* x, int64_t ntiles, float c, float* tile_max, float* tile_sum, float* tile_wsum,
+                   bool* bad);
+void row_tiles_bf16(const uint16_t* x, int64_t ntiles, float c, float* tile_max, float* tile_sum, float* tile_wsum,
+                    bool* bad);
+void row_tiles_f16(const uint16_t* x, int64_t ntiles, float c, float* tile_max, float* tile_sum, float* tile_wsum,
+                   bool* bad);
+
 // out[i] = 2^arg_i, the terms tile_exp2_sum adds up.
 void tile_exp2(const float* x, int n, const Exp2Arg& a, float* out);
 

@@ -32,28 +32,11 @@
 #include "edlm/cpu_tiles.h"
 #include "edlm/filter.h"
 #include "edlm/numeric.h"
+#include "edlm/tile_ref.h"
 
 namespace edlm {
 
 // ---- shared rules (host and device) ----------------------------------------------------
-
-// A tile's terms are 2^(l c - b) with b = fl(m_t c), computed as fma(l, c, -b): one
-// instruction and one rounding. b differs from m_t c by at most half an ulp of b, an offset
-// common to the tile that the row prefix takes out exactly (tile_ref_offset). Past
-// |b| = 2^22 that offset could reach 1/4 and more (extreme temperatures), so such a tile
-// falls back to the unfused (l - m_t) c (offset 0).
-constexpr float kFusedRefLimit = 0x1.0p22f;
-
-struct TileRef {
-  float b;     // fused: the reference fl(m_t c); unfused: m_t
-  bool fused;
-};
-
-EDLM_HD TileRef tile_ref(float mt, float c) {
-  if (mt == -INFINITY) return TileRef{0.0f, true};  // every term is 2^-inf = 0
-  const float b = mt * c;
-  return fabsf(b) <= kFusedRefLimit ? TileRef{b, true} : TileRef{mt, false};
-}
 
 // b - m_t c (log2 units), exact in double: the factor 2^(-offset) every term of the tile
 // carries relative to 2^((l - m_t) c).
@@ -106,7 +89,7 @@ struct RowSource {
 
 // Per-thread scratch, reused across rows.
 struct RowScratch {
-  std::vector<float> buf, buf2, terms, tile_max, tile_sum, tile_wsum, row, group_max, vals;
+  std::vector<float> buf, terms, tile_max, tile_sum, tile_wsum, row, group_max, vals;
   std::vector<double> prefix;  // prefix[t] = mass of tiles [0, t), float64
   std::vector<uint32_t> keys;
   std::vector<uint64_t> mass, cand, sorted;
@@ -114,7 +97,6 @@ struct RowScratch {
   void reserve(int64_t V, bool filtering) {
     const int64_t ntiles = (V + cpu::kTile - 1) / cpu::kTile;
     buf.resize(cpu::kTile);
-    buf2.resize(cpu::kTile);
     terms.resize(cpu::kTile);
     tile_max.resize(ntiles);
     tile_sum.resize(ntiles);
@@ -131,15 +113,11 @@ struct RowScratch {
 
 namespace cpu_detail {
 
-// How far ahead of the tile being read the CPU prefetches the row (the hardware's
-// streamer alone leaves the loop waiting on memory between the tiles' bursts of loads).
-constexpr int64_t kPrefetchBytes = 8192;  // (measured: 4-16 KB all help; prefetcht0)
-
-// Prefetches the tile kPrefetchBytes past the one at element `start` (a read).
+// Prefetches the tile cpu::kPrefetchBytes past the one at element `start` (a read).
 inline void prefetch_tile_ahead(const RowSource& src, int64_t start) {
 #if defined(__GNUC__)
   const int64_t esize = src.dtype == DType::kFloat32 ? 4 : 2;
-  const char* ahead = static_cast<const char*>(src.data) + start * esize + kPrefetchBytes;
+  const char* ahead = static_cast<const char*>(src.data) + start * esize + cpu::kPrefetchBytes;
   for (int64_t off = 0; off < cpu::kTile * esize; off += 64) __builtin_prefetch(ahead + off, 0, 3);
 #endif
 }
@@ -190,40 +168,72 @@ struct RowStats {
   bool valid;    // no NaN / +inf, and a finite logit
 };
 
+// Tile t's statistics through load_tile and the per-tile loops: the [MASK] tile and a partial
+// last tile (the row loops take the runs of whole tiles between them).
+inline void one_tile_statistics(const RowSource& src, int64_t V, int64_t mask_id, int64_t t, float c, bool entropy,
+                                RowScratch& s, bool* bad) {
+  float mt;
+  const float* x = cpu_detail::load_tile(src, V, mask_id, t, s.buf.data(), &mt, bad);
+  s.tile_max[t] = mt;
+  s.tile_sum[t] = 0.0f;
+  s.tile_wsum[t] = 0.0f;
+  if (mt == -kInf) {
+    *bad |= cpu::tile_has_nan(x, cpu::kTile);  // no terms to show it
+  } else if (mt != kInf) {
+    const cpu::Exp2Arg a = cpu_detail::exp2_arg(tile_ref(mt, c), c);
+    const float sum = entropy ? cpu::tile_exp2_wsum(x, cpu::kTile, a, &s.tile_wsum[t]) : cpu::tile_exp2_sum(x, cpu::kTile, a);
+    *bad |= sum != sum;  // a NaN logit
+    s.tile_sum[t] = sum;
+  }
+}
+
+// Tiles [t0, t1), all whole and without [MASK], by one call of the row loops.
+inline void run_tile_statistics(const RowSource& src, int64_t t0, int64_t t1, float c, bool entropy, RowScratch& s,
+                                bool* bad) {
+  if (t1 <= t0) return;
+  float* wsum = entropy ? s.tile_wsum.data() + t0 : nullptr;
+  float* mx = s.tile_max.data() + t0;
+  float* sum = s.tile_sum.data() + t0;
+  const int64_t start = t0 * cpu::kTile;
+  if (src.dtype == DType::kFloat32) {
+    cpu::row_tiles_f32(static_cast<const float*>(src.data) + start, t1 - t0, c, mx, sum, wsum, bad);
+  } else {
+    const uint16_t* h = static_cast<const uint16_t*>(src.data) + start;
+    if (src.dtype == DType::kBFloat16) cpu::row_tiles_bf16(h, t1 - t0, c, mx, sum, wsum, bad);
+    else cpu::row_tiles_f16(h, t1 - t0, c, mx, sum, wsum, bad);
+  }
+}
+
 // Pass 1: s.tile_max / tile_sum / tile_wsum of every tile, the row max, the greedy argmax.
-// Software-pipelined: tile t + 1's max is read before tile t's terms are made, so the
-// terms never wait on the max they depend on (two buffers).
+// The runs of whole tiles without [MASK] (all but at most two tiles) go to the row loops
+// in one call each; the [MASK] tile and a partial last tile through load_tile.
 inline RowStats tile_statistics(const RowSource& src, int64_t V, int64_t mask_id, const SampleParams& p, float c,
                                 RowScratch& s) {
   const int64_t ntiles = (V + cpu::kTile - 1) / cpu::kTile;
+  const int64_t whole = V / cpu::kTile;
+  const int64_t mask_tile = mask_id >= 0 && mask_id < V ? mask_id / cpu::kTile : -1;
   bool bad = false;
+  int64_t t = 0;
+  if (mask_tile >= 0 && mask_tile < whole) {
+    run_tile_statistics(src, 0, mask_tile, c, p.entropy, s, &bad);
+    one_tile_statistics(src, V, mask_id, mask_tile, c, p.entropy, s, &bad);
+    t = mask_tile + 1;
+  }
+  run_tile_statistics(src, t, whole, c, p.entropy, s, &bad);
+  if (whole < ntiles) one_tile_statistics(src, V, mask_id, whole, c, p.entropy, s, &bad);
   float m = -kInf;
+  int64_t best_tile = -1;
+  for (int64_t i = 0; i < ntiles; ++i)
+    if (s.tile_max[i] > m) {  // the first tile holding the max
+      m = s.tile_max[i];
+      best_tile = i;
+    }
   int64_t best = -1;
-  float* bufs[2] = {s.buf.data(), s.buf2.data()};
-  float mt;
-  const float* x = cpu_detail::load_tile(src, V, mask_id, 0, bufs[0], &mt, &bad);
-  for (int64_t t = 0; t < ntiles; ++t) {
-    float mt_next = -kInf;
-    const float* x_next =
-        t + 1 < ntiles ? cpu_detail::load_tile(src, V, mask_id, t + 1, bufs[(t + 1) & 1], &mt_next, &bad) : nullptr;
-    if (p.greedy && mt > m) {  // first tile holding a new max; lowest index within it
-      best = t * cpu::kTile + (std::find(x, x + cpu::kTile, mt) - x);
-    }
-    s.tile_max[t] = mt;
-    s.tile_sum[t] = 0.0f;
-    s.tile_wsum[t] = 0.0f;
-    if (mt == -kInf) {
-      bad |= cpu::tile_has_nan(x, cpu::kTile);  // no terms to show it
-    } else if (mt != kInf) {
-      const cpu::Exp2Arg a = cpu_detail::exp2_arg(tile_ref(mt, c), c);
-      const float sum = p.entropy ? cpu::tile_exp2_wsum(x, cpu::kTile, a, &s.tile_wsum[t])
-                                  : cpu::tile_exp2_sum(x, cpu::kTile, a);
-      bad |= sum != sum;  // a NaN logit
-      s.tile_sum[t] = sum;
-    }
-    if (mt > m) m = mt;
-    x = x_next;
-    mt = mt_next;
+  if (p.greedy && best_tile >= 0) {  // lowest index within it
+    float mt;
+    bool ignored = false;
+    const float* x = cpu_detail::load_tile(src, V, mask_id, best_tile, s.buf.data(), &mt, &ignored);
+    best = best_tile * cpu::kTile + (std::find(x, x + cpu::kTile, mt) - x);
   }
   return RowStats{m, best, !bad && m != kInf && m != -kInf};
 }
