@@ -174,8 +174,11 @@ int main(int argc, char** argv) {
     float m = -inf;
     for (float v : x) m = v > m ? v : m;  // (NaN compares false)
     const float c = 1.4426950408889634f;
+    std::vector<int32_t> sums;  // what tile_masses returns, per tile (low, high words)
     for (int t = 0; t < 4; ++t) {
-      edlm::cpu::tile_masses(x.data() + t * kTile, kTile, c, m, q.data() + t * kTile);
+      const uint64_t sum = edlm::cpu::tile_masses(x.data() + t * kTile, kTile, c, m, q.data() + t * kTile);
+      sums.push_back(static_cast<int32_t>(static_cast<uint32_t>(sum)));
+      sums.push_back(static_cast<int32_t>(static_cast<uint32_t>(sum >> 32)));
       edlm::cpu::tile_exp2(x.data() + t * kTile, kTile, edlm::cpu::Exp2Arg{c, m, false}, terms.data() + t * kTile);
     }
     for (uint64_t w : q) {
@@ -184,6 +187,7 @@ int main(int argc, char** argv) {
     }
     emit_f("mass_terms", terms);
     emit("masses", 2, masses);
+    emit("mass_sums", 2, sums);
     std::vector<float> mins;  // tile_min_where_mass_ge over the four tiles, for rungs 1 .. 2^41
     for (uint64_t rung : {uint64_t{1}, uint64_t{1} << 20, uint64_t{1} << 39, uint64_t{1} << 40, uint64_t{1} << 41}) {
       float lo = inf;

@@ -201,6 +201,9 @@ def test_masses(driver):
         want = np.where(terms > 0, np.floor(terms * 2.0**40), 0).astype(np.uint64)
         assert np.array_equal(got, want), p
         assert (got == 0).sum() >= 3 and got.max() == 2**40  # -inf, NaN, an underflow; the max's term is 1
+        sums = rec["mass_sums"].view(np.uint64)  # each tile's returned sum, exact
+        assert sums.tolist() == [int(v) for v in got.reshape(4, 256).sum(1, dtype=np.uint64)], p
+        assert sums.tolist() != [int(v) for v in (got.reshape(4, 256)[:, 1:]).sum(1, dtype=np.uint64)]  # power
         # the smallest logit whose mass reaches each rung (+inf when none does)
         x, mins = rec["mass_logits"], rec["mass_mins"]
         for rung, lo in zip([1, 2**20, 2**39, 2**40, 2**41], mins):

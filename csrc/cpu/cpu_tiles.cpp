@@ -485,7 +485,7 @@ void row_tiles_f16(const uint16_t* x, int64_t ntiles, float c, float* tile_max, 
 int tile_gather_ge(const float* x, int n, float lb, int32_t base, int32_t* idx) {
   return fns().gather_ge(x, n, lb, base, idx);
 }
-void tile_masses(const float* x, int n, float c, float m, uint64_t* out) { fns().masses(x, n, c, m, out); }
+uint64_t tile_masses(const float* x, int n, float c, float m, uint64_t* out) { return fns().masses(x, n, c, m, out); }
 float tile_min_where_mass_ge(const float* x, const uint64_t* mass, int n, uint64_t rung, float lo) {
   return fns().min_where_mass_ge(x, mass, n, rung, lo);
 }

@@ -72,8 +72,8 @@ void row_tiles_f16(const uint16_t* x, int64_t ntiles, float c, float* tile_max, 
 void tile_exp2(const float* x, int n, const Exp2Arg& a, float* out);
 
 // out[i] = token_mass(2^((x[i] - m) c)) (edlm/filter.h: each term in [0, 1] in 2^-40 fixed
-// point), the top-p masses of a tile; exact integers.
-void tile_masses(const float* x, int n, float c, float m, uint64_t* out);
+// point), the top-p masses of a tile; exact integers. Returns their sum.
+uint64_t tile_masses(const float* x, int n, float c, float m, uint64_t* out);
 // min(lo, the smallest x[i] whose mass[i] >= rung) (n a multiple of kWidth).
 float tile_min_where_mass_ge(const float* x, const uint64_t* mass, int n, uint64_t rung, float lo);
 

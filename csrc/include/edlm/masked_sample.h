@@ -91,8 +91,9 @@ struct RowSource {
 struct RowScratch {
   std::vector<float> buf, terms, tile_max, tile_sum, tile_wsum, row, group_max, vals;
   std::vector<double> prefix;  // prefix[t] = mass of tiles [0, t), float64
+  std::vector<double> block;   // the survivors' draw: float64 sums of kDrawBlock terms
   std::vector<uint32_t> keys;
-  std::vector<uint64_t> mass, cand, sorted;
+  std::vector<uint64_t> mass, cand, sorted, cand_mass;
   std::vector<int32_t> idx, groups;
   void reserve(int64_t V, bool filtering) {
     const int64_t ntiles = (V + cpu::kTile - 1) / cpu::kTile;
@@ -284,51 +285,67 @@ inline Located locate_tile(const double* prefix, int64_t ntiles, int64_t last_no
   return Located{t, r};
 }
 
-// Pass 4: the token at position r of tile t, on the same terms that made the tile's sum.
-// The float64 prefix is taken by blocks of 16 terms (the blocks' sums are independent
-// chains; the tile's total is the sum of its blocks in order, then the block holding
-// r * total is scanned term by term). Returns the token and writes its logit to *logit.
+// The float64 prefix of a draw among float terms e[0, n) (>= 0; n a multiple of
+// kDrawBlock), by blocks: block[j] = the sum of terms [j kDrawBlock, (j + 1) kDrawBlock) in
+// order (the blocks' sums are independent chains), prefix[j] = the sum of the blocks before j
+// in order (prefix[0] = 0; prefix[n / kDrawBlock] is the total).
+constexpr int kDrawBlock = 16;
+inline void draw_blocks(const float* e, int64_t n, double* block, double* prefix) {
+  const int64_t nblocks = n / kDrawBlock;
+  for (int64_t j = 0; j < nblocks; ++j) {
+    double sum = 0.0;
+    for (int i = 0; i < kDrawBlock; ++i) sum += e[j * kDrawBlock + i];
+    block[j] = sum;
+  }
+  prefix[0] = 0.0;
+  for (int64_t j = 0; j < nblocks; ++j) prefix[j + 1] = prefix[j] + block[j];
+}
+
+// The term at which the running sum (the blocks before, then the block's terms in order)
+// first passes target, skipping terms without mass; past the end, the last term with mass.
+// (The block is found by binary search on the prefix; the blocks before it hold <= target.)
+inline int64_t draw_pick(const float* e, const double* block, const double* prefix, int64_t nblocks, double target) {
+  auto last_with_mass = [&](int64_t j) {  // in block j (block[j] > 0: it has one)
+    int64_t i = (j + 1) * kDrawBlock - 1;
+    while (e[i] <= 0.0f) --i;
+    return i;
+  };
+  int64_t b = std::upper_bound(prefix + 1, prefix + nblocks + 1, target) - (prefix + 1);
+  int64_t last_pos = -1;  // the fallback: the last term with mass before block b
+  for (int64_t j = b - 1; j >= 0 && last_pos < 0; --j)
+    if (block[j] > 0.0) last_pos = last_with_mass(j);
+  double cum = b < nblocks ? prefix[b] : 0.0;
+  for (; b < nblocks; ++b) {
+    if (block[b] <= 0.0) continue;
+    if (cum + block[b] <= target) {  // (the block's own terms summed short of its total)
+      last_pos = last_with_mass(b);
+      cum += block[b];
+      continue;
+    }
+    for (int64_t i = b * kDrawBlock; i < (b + 1) * kDrawBlock; ++i) {
+      if (e[i] <= 0.0f) continue;
+      last_pos = i;
+      cum += e[i];
+      if (cum > target) return i;
+    }
+  }
+  return last_pos;
+}
+
+// Pass 4: the token at position r of tile t, on the same terms that made the tile's sum,
+// by the blocked float64 prefix of its terms (draw_blocks / draw_pick). Returns the token and
+// writes its logit to *logit.
 inline int64_t draw_in_tile(const RowSource& src, int64_t V, int64_t mask_id, Located at, float c, RowScratch& s,
                             float* logit) {
-  constexpr int kBlock = 16, kBlocks = cpu::kTile / kBlock;
+  constexpr int kBlocks = cpu::kTile / kDrawBlock;
   float mt;
   bool bad = false;
   const float* x = cpu_detail::load_tile(src, V, mask_id, at.tile, s.buf.data(), &mt, &bad);
   cpu::tile_exp2(x, cpu::kTile, cpu_detail::exp2_arg(tile_ref(mt, c), c), s.terms.data());
   const float* e = s.terms.data();
-  double block[kBlocks];
-  for (int b = 0; b < kBlocks; ++b) {
-    double sum = 0.0;
-    for (int i = 0; i < kBlock; ++i) sum += e[b * kBlock + i];
-    block[b] = sum;
-  }
-  double total = 0.0;
-  for (int b = 0; b < kBlocks; ++b) total += block[b];
-  const double target = at.r * total;
-  double cum = 0.0;
-  int pick = -1, last_pos = -1;
-  for (int b = 0; b < kBlocks && pick < 0; ++b) {
-    if (block[b] <= 0.0) continue;
-    if (cum + block[b] <= target) {  // not in this block: its last term with mass is the fallback
-      for (int i = kBlock - 1; i >= 0; --i)
-        if (e[b * kBlock + i] > 0.0f) {
-          last_pos = b * kBlock + i;
-          break;
-        }
-      cum += block[b];
-      continue;
-    }
-    for (int i = b * kBlock; i < (b + 1) * kBlock; ++i) {
-      if (e[i] <= 0.0f) continue;
-      last_pos = i;
-      cum += e[i];
-      if (cum > target) {
-        pick = i;
-        break;
-      }
-    }
-  }
-  if (pick < 0) pick = last_pos;
+  double block[kBlocks], prefix[kBlocks + 1];
+  draw_blocks(e, cpu::kTile, block, prefix);
+  const int64_t pick = draw_pick(e, block, prefix, kBlocks, at.r * prefix[kBlocks]);
   *logit = x[pick];
   return at.tile * cpu::kTile + pick;
 }
@@ -435,28 +452,22 @@ inline void draw_survivors(const Row& row, int64_t count, uint32_t cut, int32_t 
   const TileRef ref = tile_ref(m, c);
   float* e = s.terms.data();
   cpu::tile_exp2(vals, static_cast<int>(kept_padded), cpu_detail::exp2_arg(ref, c), e);
-  s.prefix.resize(std::max<size_t>(s.prefix.size(), static_cast<size_t>(keep) + 1));
+  // the float64 prefix of the terms, by blocks (draw_blocks / draw_pick)
+  const int64_t nblocks = kept_padded / kDrawBlock;
+  s.prefix.resize(std::max<size_t>(s.prefix.size(), static_cast<size_t>(nblocks) + 1));
+  s.block.resize(std::max<size_t>(s.block.size(), static_cast<size_t>(nblocks)));
   double* prefix = s.prefix.data();
-  prefix[0] = 0.0;
+  double* block = s.block.data();
+  draw_blocks(e, kept_padded, block, prefix);
   double weighted = 0.0;
-  for (int64_t i = 0; i < keep; ++i) {
-    prefix[i + 1] = prefix[i] + e[i];
-    if (p.entropy && e[i] > 0.0f) weighted += e[i] * ((static_cast<double>(vals[i]) - m) * inv_t);
-  }
-  const double z = prefix[keep];
+  if (p.entropy)
+    for (int64_t i = 0; i < keep; ++i)
+      if (e[i] > 0.0f) weighted += e[i] * ((static_cast<double>(vals[i]) - m) * inv_t);
+  const double z = prefix[nblocks];
   const double log_z = row_log_z(z, tile_ref_offset(m, c, ref));
   if (p.entropy) *entropy = static_cast<float>(log_z - weighted / z);
   for (int64_t j = 0; j < k; ++j) {
-    int64_t pick;
-    if (p.greedy) {
-      pick = best;
-    } else {
-      const double target = u[j] * z;
-      int64_t i = std::upper_bound(prefix + 1, prefix + keep + 1, target) - (prefix + 1);
-      if (i >= keep) i = keep - 1;
-      while (e[i] <= 0.0f) --i;  // (a plateau: the last token with mass before it; the max has mass)
-      pick = idx[i];
-    }
+    const int64_t pick = p.greedy ? best : idx[draw_pick(e, block, prefix, nblocks, u[j] * z)];
     tokens[j * stride] = pick;
     logp[j * stride] = token_logp(row(pick), m, inv_t, log_z);
   }
@@ -523,16 +534,18 @@ inline void sample_candidates(const Row& row, int64_t count, float m, const Samp
 template <typename Tile>
 inline float topp_mass_bound(const uint64_t* mass, int64_t ntiles, uint64_t target, const Tile& tile) {
   const int64_t n = ntiles * cpu::kTile;
-  // [bit width of the mass] (masses are <= 2^40), four histograms so that runs of one width
-  // do not wait on each other (n is a multiple of 4)
-  uint64_t h4[4][66] = {};
-  for (int64_t i = 0; i < n; i += 4)
-    for (int j = 0; j < 4; ++j) {
+  // [bit width of the mass] (masses are <= 2^40), eight histograms so that runs of one width
+  // do not wait on each other (n is a multiple of 8)
+  constexpr int kHists = 8;
+  uint64_t hs[kHists][66] = {};
+  for (int64_t i = 0; i < n; i += kHists)
+    for (int j = 0; j < kHists; ++j) {
       const uint64_t q = mass[i + j];
-      h4[j][q == 0 ? 0 : 64 - __builtin_clzll(q)] += q;
+      hs[j][q == 0 ? 0 : 64 - __builtin_clzll(q)] += q;
     }
-  uint64_t by_bits[66];
-  for (int b = 0; b < 66; ++b) by_bits[b] = h4[0][b] + h4[1][b] + h4[2][b] + h4[3][b];
+  uint64_t by_bits[66] = {};
+  for (int j = 0; j < kHists; ++j)
+    for (int b = 0; b < 66; ++b) by_bits[b] += hs[j][b];
   int b = 65;
   uint64_t cum = 0;
   while (cum + by_bits[b] < target) cum += by_bits[b--];  // stops at b >= 1: the sum reaches the target
@@ -554,17 +567,24 @@ inline void sample_topp_candidates(const Row& row, int64_t count, float m, uint6
   const int32_t* idx = s.idx.data();
   s.cand.resize(count);
   s.keys.resize(count);
+  s.cand_mass.resize(count);
   uint64_t* in_order = s.cand.data();
   uint32_t* keys = s.keys.data();
-  for (int64_t i = 0; i < count; ++i) {
-    keys[i] = order_key(row(idx[i]));
-    in_order[i] = candidate_word(keys[i], idx[i]);
-  }
-  const uint32_t top = order_key(m);
-  int64_t first_max = 0;  // greedy: the max with the lowest index (the candidates are in token order)
-  while (keys[first_max] != top) ++first_max;
+  uint64_t* cand_mass = s.cand_mass.data();  // (contiguous: the select reads them in order)
   const uint64_t* mass = s.mass.data();
-  uint32_t cut = radix_select(keys, count, [&](int64_t i) { return mass[idx[i]]; }, target);
+  const uint32_t top = order_key(m);
+  uint32_t lo = top, hi = top;  // the keys' range: the select's known leading bits
+  int64_t first_max = -1;  // greedy: the max with the lowest index (the candidates are in token order)
+  for (int64_t i = 0; i < count; ++i) {
+    const uint32_t key = order_key(row(idx[i]));
+    keys[i] = key;
+    in_order[i] = candidate_word(key, idx[i]);
+    cand_mass[i] = mass[idx[i]];
+    lo = key < lo ? key : lo;
+    hi = key > hi ? key : hi;
+    if (first_max < 0 && key == top) first_max = i;
+  }
+  uint32_t cut = radix_select(keys, count, [&](int64_t i) { return cand_mass[i]; }, target, 4, lo, hi);
   if (p.filter.min_p > 0.0) cut = std::max(cut, order_key(min_p_threshold(m, p.filter.min_p, p.inv_temperature)));
   draw_survivors(row, count, cut, idx[first_max], m, p, u, k, s, tokens, logp, stride, entropy);
 }
@@ -649,8 +669,7 @@ inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id
     s.mass.resize(n);
     uint64_t* mass = s.mass.data();
     for (int64_t t = 0; t < ntiles; ++t)
-      cpu::tile_masses(tile(t, nullptr, nullptr, nullptr), cpu::kTile, c, m, mass + t * cpu::kTile);
-    for (int64_t i = 0; i < n; ++i) topp_total += mass[i];
+      topp_total += cpu::tile_masses(tile(t, nullptr, nullptr, nullptr), cpu::kTile, c, m, mass + t * cpu::kTile);
     target = topp_target(p.filter.top_p, topp_total);
     if (topp_applies(target, topp_total)) {
       const float* g = s.group_max.data();
