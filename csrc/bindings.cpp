@@ -18,7 +18,7 @@
 // | unmask | cpu/unmask.cpp, cuda/unmask.cu | unmask.h, unmask_cuda.cuh, unmask_launch.cuh | test_unmask.py, test_unmask_api.py | bench_unmask.py |
 // | unmask_confident | cpu/unmask_confident.cpp, cuda/unmask_confident.cu | unmask_confident.h, unmask_confident_cuda.cuh, unmask_confident_launch.cuh | test_unmask_confident.py, test_unmask_api.py | bench_unmask.py |
 // Shared by all: csrc/include/edlm/philox.h (the counter RNG and its stream domains),
-// common.h, numeric.h, temperature.h, launch.h, block_primitives.cuh, radix_select.h,
+// common.h, numeric.h, temperature.h, tile_ref.h, launch.h, block_primitives.cuh, radix_select.h,
 // cpu_simd.h, cpu_philox.h, cpu_tiles.h;
 // csrc/cuda/launcher.cuh (the CUDA Launcher); edlm_ext/_rng.py (generator= / seed=).
 #include <pybind11/pybind11.h>

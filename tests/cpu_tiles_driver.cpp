@@ -15,7 +15,9 @@
 
 #include "edlm/cpu_simd.h"
 #include "edlm/cpu_tiles.h"
+#include "edlm/masked_sample.h"
 #include "edlm/numeric.h"
+#include "edlm/radix_select.h"
 #include "edlm/tile_ref.h"
 
 namespace {
@@ -294,6 +296,69 @@ int main(int argc, char** argv) {
     emit_f("row_want", want);
     emit_f("row_bad_got", bad_got);
     emit_f("row_bad_want", bad_want);
+  }
+  // radix_select (edlm/radix_select.h) over float order keys with random masses: without a
+  // range, with the keys' exact range and with a wider one (the same answer), at targets 1,
+  // the total and in between; sets of 1, 5, 1023, 1024 and 3000 items, equal keys, keys that
+  // share 24 bits. Each record: n, then per item key, mass (low, high), then per target the
+  // target (low, high) and the three answers.
+  {
+    std::vector<int32_t> rec;
+    for (int kind = 0; kind < 3; ++kind) {
+      for (int n : {1, 5, 1023, 1024, 3000}) {
+        std::vector<uint32_t> keys(n);
+        std::vector<uint64_t> mass(n);
+        uint64_t total = 0;
+        for (int i = 0; i < n; ++i) {
+          const float x = kind == 0 ? normal(2.0f) + 5.0f : kind == 1 ? 3.0f : 4.0f + static_cast<float>(i % 200) * 0x1p-20f;
+          keys[i] = edlm::order_key(x);
+          mass[i] = uniform01() < 0.1 ? 0 : static_cast<uint64_t>(uniform01() * 0x1p40);
+          if (i == 0 && mass[i] == 0) mass[i] = 1;
+          total += mass[i];
+        }
+        uint32_t lo = keys[0], hi = keys[0];
+        for (uint32_t k : keys) {
+          lo = k < lo ? k : lo;
+          hi = k > hi ? k : hi;
+        }
+        rec.push_back(n);
+        for (int i = 0; i < n; ++i) {
+          rec.push_back(static_cast<int32_t>(keys[i]));
+          rec.push_back(static_cast<int32_t>(static_cast<uint32_t>(mass[i])));
+          rec.push_back(static_cast<int32_t>(static_cast<uint32_t>(mass[i] >> 32)));
+        }
+        auto measure = [&](int64_t i) { return mass[i]; };
+        for (uint64_t target : {uint64_t{1}, total, total / 2 + 1, total - total / 10}) {
+          rec.push_back(static_cast<int32_t>(static_cast<uint32_t>(target)));
+          rec.push_back(static_cast<int32_t>(static_cast<uint32_t>(target >> 32)));
+          rec.push_back(static_cast<int32_t>(edlm::radix_select(keys.data(), n, measure, target)));
+          rec.push_back(static_cast<int32_t>(edlm::radix_select(keys.data(), n, measure, target, 4, lo, hi)));
+          rec.push_back(static_cast<int32_t>(edlm::radix_select(keys.data(), n, measure, target, 4, lo - 777, hi)));
+        }
+      }
+    }
+    emit("radix", 2, rec);
+  }
+
+  // draw_blocks / draw_pick (edlm/masked_sample.h): terms with runs of zeros (a zero block,
+  // a zero first and last term), targets at 0, inside, at block edges and past the total.
+  {
+    std::vector<float> e(1024);
+    for (size_t i = 0; i < e.size(); ++i) e[i] = uniform01() < 0.3 ? 0.0f : static_cast<float>(uniform01());
+    for (int i = 32; i < 48; ++i) e[i] = 0.0f;  // block 2 empty
+    e[0] = 0.0f;
+    e[1023] = 0.0f;
+    const int64_t nb = 1024 / edlm::kDrawBlock;
+    std::vector<double> block(nb), prefix(nb + 1);
+    edlm::draw_blocks(e.data(), 1024, block.data(), prefix.data());
+    std::vector<float> targets, picks;
+    for (int j = 0; j < 200; ++j) targets.push_back(static_cast<float>(uniform01() * prefix[nb]));
+    for (double t : {0.0, prefix[3], prefix[2], prefix[nb], prefix[nb] * 2})
+      targets.push_back(static_cast<float>(t));
+    for (float t : targets) picks.push_back(static_cast<float>(edlm::draw_pick(e.data(), block.data(), prefix.data(), nb, t)));
+    emit_f("draw_terms", e);
+    emit_f("draw_targets", targets);
+    emit_f("draw_picks", picks);
   }
   std::fclose(out_file);
   return 0;

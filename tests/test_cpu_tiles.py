@@ -171,6 +171,70 @@ def test_row_pass_is_the_per_tile_loops(driver):
     assert not _same_bits(driver["scalar"]["row_got"], w)
 
 
+def _radix_records(rec):
+    words, i, out = rec["radix"].view(np.uint32), 0, []
+    while i < len(words):
+        n = int(words[i])
+        items = words[i + 1: i + 1 + 3 * n].reshape(n, 3).astype(np.uint64)
+        i += 1 + 3 * n
+        keys, mass = items[:, 0], items[:, 1] | (items[:, 2] << np.uint64(32))
+        for _ in range(4):
+            target = int(words[i]) | int(words[i + 1]) << 32
+            out.append((keys, mass, target, words[i + 2: i + 5].tolist()))
+            i += 5
+    return out
+
+
+def test_radix_select_with_and_without_a_key_range(driver):
+    """radix_select's answer, the largest key tau whose items at or above hold the target,
+    by brute force; the same given the keys' exact range or a wider one (its digits then
+    start below the shared bits)."""
+    checked = moved = 0
+    for p, rec in driver.items():
+        for keys, mass, target, got in _radix_records(rec):
+            order = np.argsort(-keys.astype(np.int64), kind="stable")
+            cum = np.cumsum(mass[order])
+            at = int(np.searchsorted(cum, target))  # the first item (keys descending) reaching it
+            want = int(keys[order][at])
+            assert got == [want] * 3, (p, len(keys), target)
+            checked += 1
+            # power: the answer one item further down is another key in most records
+            moved += at + 1 < len(keys) and int(keys[order][at + 1]) != want
+    assert checked == len(driver) * 3 * 5 * 4 and moved >= checked // 5
+
+
+def test_draw_pick_is_the_blocked_linear_scan(driver):
+    """draw_pick (binary search for the block, then its terms) against the linear scan over
+    blocks of 16 in float64 it stands for; never a term without mass."""
+    rec = driver["scalar"]
+    e = [float(v) for v in rec["draw_terms"]]
+    blocks = [sum(e[b * 16: b * 16 + 16], 0.0) for b in range(len(e) // 16)]  # in order, as the C++
+    for p, r in driver.items():
+        for t, pick in zip(rec["draw_targets"].astype(np.float64), r["draw_picks"]):
+            cum, last, ans = 0.0, -1, None
+            for b, bs in enumerate(blocks):
+                if bs <= 0.0:
+                    continue
+                if cum + bs <= t:
+                    last = max(i for i in range(b * 16, b * 16 + 16) if e[i] > 0)
+                    cum += bs
+                    continue
+                for i in range(b * 16, b * 16 + 16):
+                    if e[i] <= 0.0:
+                        continue
+                    last, cum = i, cum + e[i]
+                    if cum > t:
+                        ans = i
+                        break
+                if ans is not None:
+                    break
+            assert int(pick) == (last if ans is None else ans), (p, t)
+            assert e[int(pick)] > 0.0
+    picks = rec["draw_picks"]
+    assert picks[-5] == next(i for i, v in enumerate(e) if v > 0)  # target 0: the first term with mass
+    assert picks[-1] == picks[-2] == max(i for i, v in enumerate(e) if v > 0)  # past the total: the last
+
+
 def test_decoders_and_gathers(driver):
     rec = driver["scalar"]
     halves = rec["halves"]
