@@ -198,6 +198,20 @@ int main(int argc, char** argv) {
       mins.push_back(lo);
     }
     emit_f("mass_mins", mins);
+    std::vector<int32_t> rung_sums;  // tile_mass_ge_sums over the four tiles: 8 rungs, then 3 (+ kNoRung)
+    for (int used : {8, 3}) {
+      uint64_t rungs[edlm::cpu::kMassRungs], sums[edlm::cpu::kMassRungs] = {};
+      for (int r = 0; r < edlm::cpu::kMassRungs; ++r)
+        rungs[r] = r < used ? uint64_t{1} << (41 - 5 * r - (used == 3 ? 2 : 0)) : edlm::cpu::kNoRung;
+      rungs[0] = used == 8 ? uint64_t{1} : rungs[0];  // every nonzero mass
+      edlm::cpu::tile_mass_ge_sums(q.data(), 4 * kTile, rungs, used, sums);
+      for (int r = 0; r < edlm::cpu::kMassRungs; ++r)
+        for (uint64_t w : {rungs[r], sums[r]}) {
+          rung_sums.push_back(static_cast<int32_t>(static_cast<uint32_t>(w)));
+          rung_sums.push_back(static_cast<int32_t>(static_cast<uint32_t>(w >> 32)));
+        }
+    }
+    emit("mass_rung_sums", 2, rung_sums);
     emit_f("mass_logits", x);
   }
 

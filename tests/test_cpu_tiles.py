@@ -274,6 +274,13 @@ def test_masses(driver):
             sel = x[got >= rung]
             assert lo == (sel.min() if len(sel) else np.inf), (p, rung)
         assert np.isinf(mins[-1]) and mins[0] < mins[1] < mins[2] <= mins[3]
+        # tile_mass_ge_sums: the masses at or above each rung (8 rungs, then 3 used + kNoRung)
+        rs = rec["mass_rung_sums"].view(np.uint64).reshape(2, 8, 2)
+        for rungs, sums in ((rs[i, :, 0], rs[i, :, 1]) for i in range(2)):
+            want = [int(got[got >= r].sum(dtype=np.uint64)) for r in rungs]
+            assert sums.tolist() == want, p
+        assert rs[0, 0, 1] == got.sum() and rs[1, 3:, 1].tolist() == [0] * 5  # all; the unused rungs
+        assert len(set(rs[0, :, 1].tolist())) >= 6  # power: the rungs cut at different places
     # the check's power: rounding instead of truncating fails it
     terms = driver["scalar"]["mass_terms"].astype(np.float64)
     rounded = np.where(terms > 0, np.round(terms * 2.0**40), 0).astype(np.uint64)

@@ -117,6 +117,12 @@ struct ScalarV {
   }
   // lane j: min(m_j, x_j) where mass[j] >= rung; hmin: the smallest lane (a min is exact:
   // any order gives the same value)
+  // sums[r] += the masses >= rungs[r], r < R (tile_mass_ge_sums)
+  template <int R>
+  static void mass_ge_sums(const uint64_t* mass, int n, const uint64_t* rungs, uint64_t* sums) {
+    for (int i = 0; i < n; ++i)
+      for (int r = 0; r < R; ++r) sums[r] += mass[i] >= rungs[r] ? mass[i] : 0;
+  }
   static ScalarV min_where_ge(const ScalarV& x, const uint64_t* mass, uint64_t rung, const ScalarV& m) {
     ScalarV r = m;
     for (int j = 0; j < 16; ++j) r.v[j] = mass[j] >= rung && x.v[j] < m.v[j] ? x.v[j] : m.v[j];
@@ -226,6 +232,24 @@ struct V {
     alignas(32) float t[16];
     store(t, e);
     for (int j = 0; j < 16; ++j) out[j] = edlm::token_mass(t[j]);
+  }
+  // (masses and rungs < 2^63: the signed compare of 64-bit lanes orders them)
+  template <int R>
+  static void mass_ge_sums(const uint64_t* mass, int n, const uint64_t* rungs, uint64_t* sums) {
+    __m256i below[R], acc[R];
+    for (int r = 0; r < R; ++r) {
+      below[r] = _mm256_set1_epi64x(static_cast<long long>(rungs[r] - 1));
+      acc[r] = _mm256_setzero_si256();
+    }
+    for (int i = 0; i < n; i += 4) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mass + i));
+      for (int r = 0; r < R; ++r) acc[r] = _mm256_add_epi64(acc[r], _mm256_and_si256(_mm256_cmpgt_epi64(q, below[r]), q));
+    }
+    for (int r = 0; r < R; ++r) {
+      alignas(32) uint64_t t[4];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(t), acc[r]);
+      sums[r] += t[0] + t[1] + t[2] + t[3];
+    }
   }
   static V min_where_ge(const V& x, const uint64_t* mass, uint64_t rung, const V& m) {
     alignas(32) float xs[16], ms[16];
@@ -346,6 +370,19 @@ struct V {
     _mm512_storeu_si512(out, _mm512_maskz_cvttps_epu64(static_cast<__mmask8>(pos), _mm512_castps512_ps256(q)));
     _mm512_storeu_si512(out + 8, _mm512_maskz_cvttps_epu64(static_cast<__mmask8>(pos >> 8), _mm512_extractf32x8_ps(q, 1)));
   }
+  template <int R>
+  static void mass_ge_sums(const uint64_t* mass, int n, const uint64_t* rungs, uint64_t* sums) {
+    __m512i rung[R], acc[R];
+    for (int r = 0; r < R; ++r) {
+      rung[r] = _mm512_set1_epi64(static_cast<long long>(rungs[r]));
+      acc[r] = _mm512_setzero_si512();
+    }
+    for (int i = 0; i < n; i += 8) {
+      const __m512i q = _mm512_loadu_si512(mass + i);
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_mask_add_epi64(acc[r], _mm512_cmpge_epu64_mask(q, rung[r]), acc[r], q);
+    }
+    for (int r = 0; r < R; ++r) sums[r] += static_cast<uint64_t>(_mm512_reduce_add_epi64(acc[r]));
+  }
   static V min_where_ge(const V& x, const uint64_t* mass, uint64_t rung, const V& m) {
     const __m512i r = _mm512_set1_epi64(static_cast<long long>(rung));
     const __mmask8 lo = _mm512_cmpge_epu64_mask(_mm512_loadu_si512(mass), r);
@@ -430,13 +467,14 @@ struct TileFns {
   decltype(&scalar_path::tile_gather_ge) gather_ge;
   decltype(&scalar_path::tile_masses) masses;
   decltype(&scalar_path::tile_min_where_mass_ge) min_where_mass_ge;
+  decltype(&scalar_path::tile_mass_ge_sums) mass_ge_sums;
   decltype(&scalar_path::sort_distinct) sort_distinct;
 };
 
 #define EDLM_TILE_FNS(ns)                                                                                   \
   TileFns {                                                                                                 \
     ns::tile_max, ns::tile_has_nan, ns::tile_max_groups, ns::tile_decode_max_bf16, ns::tile_decode_max_f16, ns::tile_exp2_sum, \
-        ns::tile_exp2_wsum, ns::tile_exp2, ns::row_tiles_f32, ns::row_tiles_bf16, ns::row_tiles_f16, ns::tile_gather_ge, ns::tile_masses, ns::tile_min_where_mass_ge, ns::sort_distinct \
+        ns::tile_exp2_wsum, ns::tile_exp2, ns::row_tiles_f32, ns::row_tiles_bf16, ns::row_tiles_f16, ns::tile_gather_ge, ns::tile_masses, ns::tile_min_where_mass_ge, ns::tile_mass_ge_sums, ns::sort_distinct \
   }
 
 const TileFns& fns() {
@@ -488,6 +526,9 @@ int tile_gather_ge(const float* x, int n, float lb, int32_t base, int32_t* idx) 
 uint64_t tile_masses(const float* x, int n, float c, float m, uint64_t* out) { return fns().masses(x, n, c, m, out); }
 float tile_min_where_mass_ge(const float* x, const uint64_t* mass, int n, uint64_t rung, float lo) {
   return fns().min_where_mass_ge(x, mass, n, rung, lo);
+}
+void tile_mass_ge_sums(const uint64_t* mass, int n, const uint64_t* rungs, int nrungs, uint64_t* sums) {
+  fns().mass_ge_sums(mass, n, rungs, nrungs, sums);
 }
 void sort_distinct(const uint64_t* in, int64_t n, uint64_t* out) { fns().sort_distinct(in, n, out); }
 

@@ -74,6 +74,12 @@ void tile_exp2(const float* x, int n, const Exp2Arg& a, float* out);
 // out[i] = token_mass(2^((x[i] - m) c)) (edlm/filter.h: each term in [0, 1] in 2^-40 fixed
 // point), the top-p masses of a tile; exact integers. Returns their sum.
 uint64_t tile_masses(const float* x, int n, float c, float m, uint64_t* out);
+// sums[r] += the sum of the masses mass[i] >= rungs[r], for r < kMassRungs (n a multiple of
+// kWidth; nrungs <= kMassRungs says how many rungs are used, the rest must be kNoRung, which
+// no mass reaches: masses are <= 2^40; rungs >= 1). Exact integers: the same on every path.
+constexpr int kMassRungs = 8;
+constexpr uint64_t kNoRung = uint64_t{1} << 62;
+void tile_mass_ge_sums(const uint64_t* mass, int n, const uint64_t* rungs, int nrungs, uint64_t* sums);
 // min(lo, the smallest x[i] whose mass[i] >= rung) (n a multiple of kWidth).
 float tile_min_where_mass_ge(const float* x, const uint64_t* mass, int n, uint64_t rung, float lo);
 

@@ -534,21 +534,22 @@ inline void sample_candidates(const Row& row, int64_t count, float m, const Samp
 template <typename Tile>
 inline float topp_mass_bound(const uint64_t* mass, int64_t ntiles, uint64_t target, const Tile& tile) {
   const int64_t n = ntiles * cpu::kTile;
-  // [bit width of the mass] (masses are <= 2^40), eight histograms so that runs of one width
-  // do not wait on each other (n is a multiple of 8)
-  constexpr int kHists = 8;
-  uint64_t hs[kHists][66] = {};
-  for (int64_t i = 0; i < n; i += kHists)
-    for (int j = 0; j < kHists; ++j) {
-      const uint64_t q = mass[i + j];
-      hs[j][q == 0 ? 0 : 64 - __builtin_clzll(q)] += q;
-    }
-  uint64_t by_bits[66] = {};
-  for (int j = 0; j < kHists; ++j)
-    for (int b = 0; b < 66; ++b) by_bits[b] += hs[j][b];
-  int b = 65;
-  uint64_t cum = 0;
-  while (cum + by_bits[b] < target) cum += by_bits[b--];  // stops at b >= 1: the sum reaches the target
+  // S(b) = the mass of the tokens whose mass has at least b bits (mass >= 2^(b-1)), non-
+  // increasing in b; b = the largest with S(b) >= target (S(1) is the total, masses have at
+  // most 41 bits). Eight rungs 5 bits apart, then the four between the two that bracket it.
+  auto largest_reaching = [&](const int* bits, int count, int otherwise) {
+    uint64_t rungs[cpu::kMassRungs], sums[cpu::kMassRungs] = {};
+    for (int r = 0; r < cpu::kMassRungs; ++r) rungs[r] = r < count ? uint64_t{1} << (bits[r] - 1) : cpu::kNoRung;
+    cpu::tile_mass_ge_sums(mass, static_cast<int>(n), rungs, count, sums);
+    for (int r = 0; r < count; ++r)
+      if (sums[r] >= target) return bits[r];
+    return otherwise;
+  };
+  const int coarse[cpu::kMassRungs] = {41, 36, 31, 26, 21, 16, 11, 6};
+  const int b_lo = largest_reaching(coarse, cpu::kMassRungs, 1);  // b in [b_lo, b_lo + 4]
+  int fine[4], count = 0;
+  for (int bb = std::min(b_lo + 4, 41); bb > b_lo; --bb) fine[count++] = bb;
+  const int b = count > 0 ? largest_reaching(fine, count, b_lo) : b_lo;
   const uint64_t rung = uint64_t{1} << (b - 1);  // mass >= rung <=> at least b bits
   float lb = kInf;
   for (int64_t t = 0; t < ntiles; ++t)
