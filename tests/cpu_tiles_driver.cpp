@@ -374,6 +374,28 @@ int main(int argc, char** argv) {
     emit_f("draw_targets", targets);
     emit_f("draw_picks", picks);
   }
+  // exp2_f64 over [-1100, 1] (a dense grid, and around the subnormal range) and its edges;
+  // each double as two int32 words (low, high).
+  {
+    std::vector<double> x;
+    for (int i = 0; i <= 200000; ++i) x.push_back(-1100.0 + 1101.0 * i / 200000.0);
+    for (int i = 0; i <= 20000; ++i) x.push_back(-1080.0 + 60.0 * i / 20000.0);
+    for (int i = 0; i <= 20000; ++i) x.push_back(-1.0 + 2.0 * i / 20000.0);
+    for (double e : {-std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN(), -0.0, 0.0, 1.0,
+                     -0.5, 0.5, -1022.0, -1022.5, -1074.0, -1074.5, -1075.0, -1076.0, -1100.0, -1e300, -1e-300})
+      x.push_back(e);
+    std::vector<double> y(x.size());
+    edlm::cpu::exp2_f64(x.data(), static_cast<int>(x.size()), y.data());
+    std::vector<int32_t> words;
+    for (const std::vector<double>* v : {&x, &y})
+      for (double d : *v) {
+        uint64_t b;
+        std::memcpy(&b, &d, 8);
+        words.push_back(static_cast<int32_t>(static_cast<uint32_t>(b)));
+        words.push_back(static_cast<int32_t>(static_cast<uint32_t>(b >> 32)));
+      }
+    emit("exp2_f64", 2, words);
+  }
   std::fclose(out_file);
   return 0;
 }

@@ -103,6 +103,28 @@ def test_exp2_accuracy_and_edges(driver):
     assert y[x == 0].tolist() == [1.0] * int((x == 0).sum())  # 2^0 = 1 exactly (-0 too)
 
 
+def test_exp2_f64_accuracy_and_edges(driver):
+    """exp2_f64 (the row prefix's float64 rescalings) within 1.5 ulp of 2^x (extended
+    precision), subnormal results within one unit of 2^-1074, 0 below, NaN for NaN; the same
+    bits on every path (test_every_path_gives_the_same_bits). 4 ulps off must fail."""
+    w = driver["scalar"]["exp2_f64"].view(np.float64)
+    x, y = w[: len(w) // 2], w[len(w) // 2:]
+    fin = np.isfinite(x)
+    exact = np.exp2(x[fin].astype(np.longdouble))
+    normal = exact >= np.longdouble(2.0) ** -1022
+
+    def ulps(got):
+        err = np.abs(got.astype(np.longdouble) - exact)
+        unit = np.where(normal, np.exp2(np.floor(np.log2(np.where(normal, exact, 1))) - 52), np.longdouble(2.0) ** -1074)
+        return err / unit
+
+    e = ulps(y[fin])
+    assert float(e[normal].max()) <= 1.5 and float(e[~normal].max()) <= 1.0
+    assert float(ulps(y[fin] * (1 + 4 * 2.0**-52))[normal].max()) > 1.5  # power
+    assert np.isnan(y[np.isnan(x)]).all() and (y[x == -np.inf] == 0).all() and (y[x <= -1076] == 0).all()
+    assert y[x == 0].tolist() == [1.0] * int((x == 0).sum()) and y[x == 1.0][0] == 2.0
+
+
 def test_tile_max_groups_and_flags(driver):
     rec = driver["scalar"]
     tiles = rec["tiles"].reshape(-1, 256)

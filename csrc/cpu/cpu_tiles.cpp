@@ -34,6 +34,15 @@ constexpr float kLowClamp = -127.0f;   // the scalar path's clamp (arguments bel
 constexpr float kZeroBelow = -126.0f;  // 2^x < 2^-126 counts as 0 (no subnormal terms)
 constexpr float kWsumClamp = -128.0f;  // entropy weights: 0 * max(arg, -128) = 0 for arg = -inf
 
+// exp2_f64: 2^f on [-1/2, 1/2] by its Taylor polynomial of degree 13 (coefficients ln2^k / k!
+// rounded; the remainder < 5e-18), Horner with FMAs; arguments clamped at -1100 (where 2^x is 0).
+constexpr double kD[14] = {0x1.0000000000000p+0,  0x1.62e42fefa39efp-1, 0x1.ebfbdff82c58fp-3, 0x1.c6b08d704a0c0p-5,
+                           0x1.3b2ab6fba4e77p-7,  0x1.5d87fe78a6731p-10, 0x1.430912f86c787p-13, 0x1.ffcbfc588b0c7p-17,
+                           0x1.62c0223a5c824p-20, 0x1.b5253d395e7c4p-24, 0x1.e4cf5158b8ecap-28, 0x1.e8cac7351bb25p-32,
+                           0x1.c3bd650fc2986p-36, 0x1.816193166d0f9p-40};
+constexpr double kD64Low = -1100.0;
+constexpr double kShifter = 0x1.8p52;  // k + kShifter holds the integer k in its low bits
+
 // ---- the scalar path ------------------------------------------------------------------
 
 inline float scalar_max(float a, float b) { return a > b ? a : b; }  // as maxps: b when unordered or equal
@@ -114,6 +123,27 @@ struct ScalarV {
   }
   static void masses(const ScalarV& e, uint64_t* out) {
     for (int j = 0; j < 16; ++j) out[j] = edlm::token_mass(e.v[j]);
+  }
+  // 2^x in float64 (exp2_f64): n = round(x), f = x - n, the polynomial, times 2^a 2^b with
+  // a = floor(n / 2), b = n - a (each a normal power of two, the product rounded once)
+  static void exp2_f64(const double* x, int n, double* out) {
+    for (int i = 0; i < n; ++i) {
+      const double xc = x[i] < kD64Low ? kD64Low : x[i];
+      const double k = std::nearbyint(xc), f = xc - k;
+      double p = kD[13];
+      for (int j = 12; j >= 0; --j) p = std::fma(p, f, kD[j]);
+      const double a = std::floor(k * 0.5), b = k - a;
+      out[i] = x[i] != x[i] ? x[i] : p * pow2(a) * pow2(b);
+    }
+  }
+  static double pow2(double k) {  // 2^k for an integer k in [-1022, 1023]
+    const double t = k + kShifter;
+    uint64_t bits;
+    std::memcpy(&bits, &t, sizeof bits);
+    bits = (bits + 1023) << 52;
+    double r;
+    std::memcpy(&r, &bits, sizeof r);
+    return r;
   }
   // lane j: min(m_j, x_j) where mass[j] >= rung; hmin: the smallest lane (a min is exact:
   // any order gives the same value)
@@ -232,6 +262,25 @@ struct V {
     alignas(32) float t[16];
     store(t, e);
     for (int j = 0; j < 16; ++j) out[j] = edlm::token_mass(t[j]);
+  }
+  static __m256d pow2x4(__m256d k) {
+    const __m256i t = _mm256_castpd_si256(_mm256_add_pd(k, _mm256_set1_pd(kShifter)));
+    return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(t, _mm256_set1_epi64x(1023)), 52));
+  }
+  static void exp2_f64(const double* x, int n, double* out) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+      const __m256d v = _mm256_loadu_pd(x + i);
+      const __m256d xc = _mm256_max_pd(v, _mm256_set1_pd(kD64Low));  // (NaN: restored below)
+      const __m256d k = _mm256_round_pd(xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m256d f = _mm256_sub_pd(xc, k);
+      __m256d p = _mm256_set1_pd(kD[13]);
+      for (int j = 12; j >= 0; --j) p = _mm256_fmadd_pd(p, f, _mm256_set1_pd(kD[j]));
+      const __m256d a = _mm256_floor_pd(_mm256_mul_pd(k, _mm256_set1_pd(0.5))), b = _mm256_sub_pd(k, a);
+      const __m256d r = _mm256_mul_pd(_mm256_mul_pd(p, pow2x4(a)), pow2x4(b));
+      _mm256_storeu_pd(out + i, _mm256_blendv_pd(r, v, _mm256_cmp_pd(v, v, _CMP_UNORD_Q)));
+    }
+    ScalarV::exp2_f64(x + i, n - i, out + i);
   }
   // (masses and rungs < 2^63: the signed compare of 64-bit lanes orders them)
   template <int R>
@@ -370,6 +419,26 @@ struct V {
     _mm512_storeu_si512(out, _mm512_maskz_cvttps_epu64(static_cast<__mmask8>(pos), _mm512_castps512_ps256(q)));
     _mm512_storeu_si512(out + 8, _mm512_maskz_cvttps_epu64(static_cast<__mmask8>(pos >> 8), _mm512_extractf32x8_ps(q, 1)));
   }
+  static __m512d pow2x8(__m512d k) {
+    const __m512i t = _mm512_castpd_si512(_mm512_add_pd(k, _mm512_set1_pd(kShifter)));
+    return _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(t, _mm512_set1_epi64(1023)), 52));
+  }
+  static void exp2_f64(const double* x, int n, double* out) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const __m512d v = _mm512_loadu_pd(x + i);
+      const __m512d xc = _mm512_max_pd(v, _mm512_set1_pd(kD64Low));  // (NaN: restored below)
+      const __m512d k = _mm512_roundscale_pd(xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m512d f = _mm512_sub_pd(xc, k);
+      __m512d p = _mm512_set1_pd(kD[13]);
+      for (int j = 12; j >= 0; --j) p = _mm512_fmadd_pd(p, f, _mm512_set1_pd(kD[j]));
+      const __m512d a = _mm512_roundscale_pd(_mm512_mul_pd(k, _mm512_set1_pd(0.5)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+      const __m512d b = _mm512_sub_pd(k, a);
+      const __m512d r = _mm512_mul_pd(_mm512_mul_pd(p, pow2x8(a)), pow2x8(b));
+      _mm512_storeu_pd(out + i, _mm512_mask_blend_pd(_mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q), r, v));
+    }
+    ScalarV::exp2_f64(x + i, n - i, out + i);
+  }
   template <int R>
   static void mass_ge_sums(const uint64_t* mass, int n, const uint64_t* rungs, uint64_t* sums) {
     __m512i rung[R], acc[R];
@@ -468,13 +537,14 @@ struct TileFns {
   decltype(&scalar_path::tile_masses) masses;
   decltype(&scalar_path::tile_min_where_mass_ge) min_where_mass_ge;
   decltype(&scalar_path::tile_mass_ge_sums) mass_ge_sums;
+  decltype(&scalar_path::exp2_f64) exp2_f64;
   decltype(&scalar_path::sort_distinct) sort_distinct;
 };
 
 #define EDLM_TILE_FNS(ns)                                                                                   \
   TileFns {                                                                                                 \
     ns::tile_max, ns::tile_has_nan, ns::tile_max_groups, ns::tile_decode_max_bf16, ns::tile_decode_max_f16, ns::tile_exp2_sum, \
-        ns::tile_exp2_wsum, ns::tile_exp2, ns::row_tiles_f32, ns::row_tiles_bf16, ns::row_tiles_f16, ns::tile_gather_ge, ns::tile_masses, ns::tile_min_where_mass_ge, ns::tile_mass_ge_sums, ns::sort_distinct \
+        ns::tile_exp2_wsum, ns::tile_exp2, ns::row_tiles_f32, ns::row_tiles_bf16, ns::row_tiles_f16, ns::tile_gather_ge, ns::tile_masses, ns::tile_min_where_mass_ge, ns::tile_mass_ge_sums, ns::exp2_f64, ns::sort_distinct \
   }
 
 const TileFns& fns() {
@@ -530,6 +600,7 @@ float tile_min_where_mass_ge(const float* x, const uint64_t* mass, int n, uint64
 void tile_mass_ge_sums(const uint64_t* mass, int n, const uint64_t* rungs, int nrungs, uint64_t* sums) {
   fns().mass_ge_sums(mass, n, rungs, nrungs, sums);
 }
+void exp2_f64(const double* x, int n, double* out) { fns().exp2_f64(x, n, out); }
 void sort_distinct(const uint64_t* in, int64_t n, uint64_t* out) { fns().sort_distinct(in, n, out); }
 
 void bf16_to_float(const uint16_t* in, int n, float* out) {

@@ -71,6 +71,11 @@ void row_tiles_f16(const uint16_t* x, int64_t ntiles, float c, float* tile_max, 
 // out[i] = 2^arg_i, the terms tile_exp2_sum adds up.
 void tile_exp2(const float* x, int n, const Exp2Arg& a, float* out);
 
+// out[i] = 2^x[i] in float64, any n: within ~1 ulp (a degree-13 polynomial on the fraction
+// times two exact powers of two, so a subnormal result is rounded once); 0 below -1075 and
+// for -inf; NaN for NaN. The row prefix's rescalings of the tile sums.
+void exp2_f64(const double* x, int n, double* out);
+
 // out[i] = token_mass(2^((x[i] - m) c)) (edlm/filter.h: each term in [0, 1] in 2^-40 fixed
 // point), the top-p masses of a tile; exact integers. Returns their sum.
 uint64_t tile_masses(const float* x, int n, float c, float m, uint64_t* out);

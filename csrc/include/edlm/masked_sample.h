@@ -91,6 +91,7 @@ struct RowSource {
 struct RowScratch {
   std::vector<float> buf, terms, tile_max, tile_sum, tile_wsum, row, group_max, vals;
   std::vector<double> prefix;  // prefix[t] = mass of tiles [0, t), float64
+  std::vector<double> tile_offset, tile_scale;  // the row prefix's e_t and 2^(D_t)
   std::vector<double> block;   // the survivors' draw: float64 sums of kDrawBlock terms
   std::vector<uint32_t> keys;
   std::vector<uint64_t> mass, cand, sorted, cand_mass;
@@ -103,6 +104,8 @@ struct RowScratch {
     tile_sum.resize(ntiles);
     tile_wsum.resize(ntiles);
     prefix.resize(ntiles + 1);
+    tile_offset.resize(ntiles);
+    tile_scale.resize(ntiles);
     if (filtering) {
       row.resize(ntiles * cpu::kTile);
       group_max.resize(ntiles * cpu::kTile / cpu::kGroup);
@@ -250,18 +253,23 @@ struct RowTotals {
 // Pass 2: the float64 prefix of tile masses in token order (s.prefix), log Z and the entropy.
 inline RowTotals row_prefix(int64_t ntiles, float m, float c, double inv_t, bool entropy, RowScratch& s) {
   const double e_m = tile_ref_offset(m, c, tile_ref(m, c));
+  // the tiles' rescalings 2^(D_t) in float64, all at once (cpu::exp2_f64; 2^-inf = 0 for the
+  // tiles without a finite logit)
+  double* offset = s.tile_offset.data();
+  double* scale = s.tile_scale.data();
+  for (int64_t t = 0; t < ntiles; ++t) {
+    const float mt = s.tile_max[t];
+    offset[t] = mt != -kInf ? tile_ref_offset(mt, c, tile_ref(mt, c)) : 0.0;
+    scale[t] = mt != -kInf ? tile_scale_log2(mt, offset[t], m, e_m, c) : -std::numeric_limits<double>::infinity();
+  }
+  cpu::exp2_f64(scale, static_cast<int>(ntiles), scale);
   double* prefix = s.prefix.data();
   prefix[0] = 0.0;
   double weighted = 0.0;
   for (int64_t t = 0; t < ntiles; ++t) {
-    const float mt = s.tile_max[t];
-    double scale = 0.0, e_t = 0.0;
-    if (mt != -kInf) {
-      e_t = tile_ref_offset(mt, c, tile_ref(mt, c));
-      scale = std::exp2(tile_scale_log2(mt, e_t, m, e_m, c));
-    }
-    prefix[t + 1] = prefix[t] + s.tile_sum[t] * scale;
-    if (entropy && scale > 0.0) weighted += tile_weighted(scale, s.tile_sum[t], s.tile_wsum[t], e_t, mt, m, c, inv_t);
+    prefix[t + 1] = prefix[t] + s.tile_sum[t] * scale[t];
+    if (entropy && scale[t] > 0.0)
+      weighted += tile_weighted(scale[t], s.tile_sum[t], s.tile_wsum[t], offset[t], s.tile_max[t], m, c, inv_t);
   }
   RowTotals r;
   r.z = prefix[ntiles];
