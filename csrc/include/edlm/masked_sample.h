@@ -172,23 +172,14 @@ struct RowStats {
   bool valid;    // no NaN / +inf, and a finite logit
 };
 
-// Tile t's statistics through load_tile and the per-tile loops: the [MASK] tile and a partial
-// last tile (the row loops take the runs of whole tiles between them).
+// Tile t's statistics from its float32 copy (load_tile: [MASK] and the padding -inf) by the
+// row loops over that one tile: the [MASK] tile and a partial last tile.
 inline void one_tile_statistics(const RowSource& src, int64_t V, int64_t mask_id, int64_t t, float c, bool entropy,
                                 RowScratch& s, bool* bad) {
   float mt;
   const float* x = cpu_detail::load_tile(src, V, mask_id, t, s.buf.data(), &mt, bad);
-  s.tile_max[t] = mt;
-  s.tile_sum[t] = 0.0f;
   s.tile_wsum[t] = 0.0f;
-  if (mt == -kInf) {
-    *bad |= cpu::tile_has_nan(x, cpu::kTile);  // no terms to show it
-  } else if (mt != kInf) {
-    const cpu::Exp2Arg a = cpu_detail::exp2_arg(tile_ref(mt, c), c);
-    const float sum = entropy ? cpu::tile_exp2_wsum(x, cpu::kTile, a, &s.tile_wsum[t]) : cpu::tile_exp2_sum(x, cpu::kTile, a);
-    *bad |= sum != sum;  // a NaN logit
-    s.tile_sum[t] = sum;
-  }
+  cpu::row_tiles_f32(x, 1, c, &s.tile_max[t], &s.tile_sum[t], entropy ? &s.tile_wsum[t] : nullptr, bad);
 }
 
 // Tiles [t0, t1), all whole and without [MASK], by one call of the row loops.
