@@ -210,6 +210,24 @@ inline void sort_distinct(const uint64_t* in, int64_t n, uint64_t* out) { sort_d
 }  // namespace scalar_path
 
 #ifdef EDLM_X86_PATHS
+// For each 8-bit mask m: the positions of its set bits in increasing order, one per byte
+// (the rest 0), and how many (the AVX2 compress_ge's permutation).
+struct Compress8 {
+  uint64_t index[256];
+  uint8_t count[256];
+};
+constexpr Compress8 make_compress8() {
+  Compress8 t{};
+  for (int m = 0; m < 256; ++m) {
+    int n = 0;
+    for (int j = 0; j < 8; ++j)
+      if (m >> j & 1) t.index[m] |= static_cast<uint64_t>(j) << (8 * n++);
+    t.count[m] = static_cast<uint8_t>(n);
+  }
+  return t;
+}
+constexpr Compress8 kCompress8 = make_compress8();
+
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
 namespace avx2_path {
@@ -258,10 +276,27 @@ struct V {
     return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a.lo, a.lo, _CMP_UNORD_Q))) |
            static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a.hi, a.hi, _CMP_UNORD_Q))) << 8;
   }
+  // token_mass of 8 lanes, by integer shifts (AVX2 has no float -> uint64 conversion): a
+  // term 2^(E-127) * 1.f > 0 is normal, so term * 2^40 = mant * 2^(E - 110) with mant the
+  // 24-bit significand, truncated by a right shift when E < 110; the variable 64-bit shifts
+  // give 0 for a count past 63 (the other direction's, negative, and terms too small for a
+  // mass). Lanes not > 0 (0, NaN) are zeroed first: E = 0, so they give 0 too.
+  static void masses8(__m256 e, uint64_t* out) {
+    const __m256i pos = _mm256_castps_si256(_mm256_cmp_ps(e, _mm256_setzero_ps(), _CMP_GT_OQ));
+    const __m256i bits = _mm256_and_si256(_mm256_castps_si256(e), pos);
+    for (int h = 0; h < 2; ++h) {  // (widened once, then all in 64-bit lanes)
+      const __m256i w = _mm256_cvtepu32_epi64(h ? _mm256_extracti128_si256(bits, 1) : _mm256_castsi256_si128(bits));
+      const __m256i mant =
+          _mm256_or_si256(_mm256_and_si256(w, _mm256_set1_epi64x(0x7fffff)), _mm256_set1_epi64x(0x800000));
+      const __m256i exp = _mm256_srli_epi64(w, 23);
+      const __m256i q = _mm256_or_si256(_mm256_sllv_epi64(mant, _mm256_sub_epi64(exp, _mm256_set1_epi64x(110))),
+                                        _mm256_srlv_epi64(mant, _mm256_sub_epi64(_mm256_set1_epi64x(110), exp)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 4 * h), q);
+    }
+  }
   static void masses(const V& e, uint64_t* out) {
-    alignas(32) float t[16];
-    store(t, e);
-    for (int j = 0; j < 16; ++j) out[j] = edlm::token_mass(t[j]);
+    masses8(e.lo, out);
+    masses8(e.hi, out + 8);
   }
   static __m256d pow2x4(__m256d k) {
     const __m256i t = _mm256_castpd_si256(_mm256_add_pd(k, _mm256_set1_pd(kShifter)));
@@ -300,12 +335,21 @@ struct V {
       sums[r] += t[0] + t[1] + t[2] + t[3];
     }
   }
+  // (mass >= rung as mass > rung - 1 in signed 64-bit lanes; the four lanes' masks of two
+  // vectors narrowed to the eight 32-bit lanes of the floats: shuffle, then the 64-bit order)
+  static __m256 mass_ge8(const uint64_t* mass, __m256i below) {
+    const __m256i q0 = _mm256_cmpgt_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mass)), below);
+    const __m256i q1 = _mm256_cmpgt_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mass + 4)), below);
+    const __m256 sh = _mm256_shuffle_ps(_mm256_castsi256_ps(q0), _mm256_castsi256_ps(q1), _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(sh), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
+  static __m256 min_where_ge8(__m256 x, const uint64_t* mass, __m256i below, __m256 m) {
+    const __m256 take = _mm256_and_ps(mass_ge8(mass, below), _mm256_cmp_ps(x, m, _CMP_LT_OQ));
+    return _mm256_blendv_ps(m, x, take);
+  }
   static V min_where_ge(const V& x, const uint64_t* mass, uint64_t rung, const V& m) {
-    alignas(32) float xs[16], ms[16];
-    store(xs, x);
-    store(ms, m);
-    for (int j = 0; j < 16; ++j) ms[j] = mass[j] >= rung && xs[j] < ms[j] ? xs[j] : ms[j];
-    return load(ms);
+    const __m256i below = _mm256_set1_epi64x(static_cast<long long>(rung - 1));
+    return {min_where_ge8(x.lo, mass, below, m.lo), min_where_ge8(x.hi, mass + 8, below, m.hi)};
   }
   static float hmin(const V& a) {
     alignas(32) float t[16];
@@ -314,13 +358,19 @@ struct V {
     for (int j = 1; j < 16; ++j) r = t[j] < r ? t[j] : r;
     return r;
   }
+  // 8 lanes: the positions of the mask's set bits, in order (kCompress8), permuted out of
+  // first + 0..7 and stored whole (no branch on the mask, which mispredicts)
+  static int compress_ge8(__m256 a, __m256 l, int32_t first, int32_t* out) {
+    const unsigned m = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a, l, _CMP_GE_OQ)));
+    const __m256i order = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(kCompress8.index[m])));
+    const __m256i lanes = _mm256_add_epi32(_mm256_set1_epi32(first), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_permutevar8x32_epi32(lanes, order));
+    return kCompress8.count[m];
+  }
   static int compress_ge(const V& a, float lb, int32_t first, int32_t* out) {
     const __m256 l = _mm256_set1_ps(lb);
-    uint32_t m = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a.lo, l, _CMP_GE_OQ))) |
-                 static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a.hi, l, _CMP_GE_OQ))) << 8;
-    int n = 0;
-    for (; m != 0; m &= m - 1) out[n++] = first + __builtin_ctz(m);
-    return n;
+    const int n = compress_ge8(a.lo, l, first, out);
+    return n + compress_ge8(a.hi, l, first + 8, out + n);
   }
   // the fixed trees of ScalarV: j + 8 (the halves), j + 4, j + 2, j + 1
   static float hsum(const V& a) {
