@@ -117,6 +117,14 @@ struct RowScratch {
 
 namespace cpu_detail {
 
+// v's data with room for n elements: grown when smaller, never shrunk (a scratch vector
+// resized down and up again per row would zero-fill its elements each time).
+template <typename T>
+inline T* room(std::vector<T>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
 // Prefetches the tile cpu::kPrefetchBytes past the one at element `start` (a read).
 inline void prefetch_tile_ahead(const RowSource& src, int64_t start) {
 #if defined(__GNUC__)
@@ -384,8 +392,7 @@ constexpr int64_t kMaxCandidates = 4096;
 // The general filter: tokens below the combined threshold become -inf in the materialized
 // row vals[0..n) ([MASK] already -inf; m its finite max). Radix selects over the whole row.
 inline void filter_row(float* vals, int64_t n, float m, double inv_t, const Filter& f, RowScratch& s) {
-  s.keys.resize(n);
-  uint32_t* keys = s.keys.data();
+  uint32_t* keys = room(s.keys, n);
   int64_t finite = 0;
   for (int64_t i = 0; i < n; ++i) {
     keys[i] = order_key(vals[i]);
@@ -397,7 +404,7 @@ inline void filter_row(float* vals, int64_t n, float m, double inv_t, const Filt
                        static_cast<uint64_t>(f.top_k));
   if (f.top_p < 1.0) {
     const float c = static_cast<float>(inv_t * kLog2e);
-    s.mass.resize(n);
+    cpu_detail::room(s.mass, n);
     uint64_t* mass = s.mass.data();
     uint64_t total = 0;
     for (int64_t start = 0; start < n; start += cpu::kTile)  // n is a multiple of kTile
@@ -443,8 +450,8 @@ inline void draw_survivors(const Row& row, int64_t count, uint32_t cut, int32_t 
     keep += candidate_key(in_order[i]) >= cut;
   }
   const int64_t kept_padded = (keep + cpu::kGroup - 1) / cpu::kGroup * cpu::kGroup;
-  s.vals.resize(std::max<size_t>(s.vals.size(), static_cast<size_t>(kept_padded)));
-  s.terms.resize(std::max<size_t>(s.terms.size(), static_cast<size_t>(kept_padded)));
+  cpu_detail::room(s.vals, kept_padded);
+  cpu_detail::room(s.terms, kept_padded);
   float* vals = s.vals.data();
   for (int64_t i = 0; i < keep; ++i) vals[i] = row(idx[i]);
   std::fill(vals + keep, vals + kept_padded, -kInf);
@@ -453,8 +460,8 @@ inline void draw_survivors(const Row& row, int64_t count, uint32_t cut, int32_t 
   cpu::tile_exp2(vals, static_cast<int>(kept_padded), cpu_detail::exp2_arg(ref, c), e);
   // the float64 prefix of the terms, by blocks (draw_blocks / draw_pick)
   const int64_t nblocks = kept_padded / kDrawBlock;
-  s.prefix.resize(std::max<size_t>(s.prefix.size(), static_cast<size_t>(nblocks) + 1));
-  s.block.resize(std::max<size_t>(s.block.size(), static_cast<size_t>(nblocks)));
+  cpu_detail::room(s.prefix, nblocks + 1);
+  cpu_detail::room(s.block, nblocks);
   double* prefix = s.prefix.data();
   double* block = s.block.data();
   draw_blocks(e, kept_padded, block, prefix);
@@ -486,18 +493,16 @@ inline void sample_candidates(const Row& row, int64_t count, float m, const Samp
   const float c = static_cast<float>(inv_t * kLog2e);
   int32_t* idx = s.idx.data();
   // (key descending, index ascending) in one sortable word: cand in token order, sorted by it
-  s.cand.resize(count);
-  s.sorted.resize(count);
-  uint64_t* const in_order = s.cand.data();
+  uint64_t* const in_order = room(s.cand, count);
   for (int64_t i = 0; i < count; ++i) in_order[i] = candidate_word(order_key(row(idx[i])), idx[i]);
-  uint64_t* const cand = s.sorted.data();
+  uint64_t* const cand = room(s.sorted, count);
   cpu::sort_distinct(in_order, count, cand);
   int64_t keep = count;
   if (f.top_k > 0 && f.top_k <= count) keep = end_of_ties(cand, count, f.top_k - 1);
   // the candidates' logits in (key, index) order, padded to whole groups, for the vector exp2
   const int64_t padded = (count + cpu::kGroup - 1) / cpu::kGroup * cpu::kGroup;
-  s.vals.resize(padded);
-  s.terms.resize(std::max<size_t>(s.terms.size(), static_cast<size_t>(padded)));
+  cpu_detail::room(s.vals, padded);
+  cpu_detail::room(s.terms, padded);
   float* vals = s.vals.data();
   for (int64_t i = 0; i < count; ++i) vals[i] = row(candidate_index(cand[i]));
   std::fill(vals + count, vals + padded, -kInf);
@@ -565,12 +570,9 @@ inline void sample_topp_candidates(const Row& row, int64_t count, float m, uint6
                                    const double* u, int64_t k, RowScratch& s, int64_t* tokens, float* logp,
                                    int64_t stride, float* entropy) {
   const int32_t* idx = s.idx.data();
-  s.cand.resize(count);
-  s.keys.resize(count);
-  s.cand_mass.resize(count);
-  uint64_t* in_order = s.cand.data();
-  uint32_t* keys = s.keys.data();
-  uint64_t* cand_mass = s.cand_mass.data();  // (contiguous: the select reads them in order)
+  uint64_t* in_order = room(s.cand, count);
+  uint32_t* keys = room(s.keys, count);
+  uint64_t* cand_mass = room(s.cand_mass, count);  // (contiguous: the select reads them in order)
   const uint64_t* mass = s.mass.data();
   const uint32_t top = order_key(m);
   uint32_t lo = top, hi = top;  // the keys' range: the select's known leading bits
@@ -647,7 +649,7 @@ inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id
   float kth_group_max = -kInf;  // (a lower bound of) the top_k-th largest group max (-inf: fewer finite groups)
   if (p.filter.top_k > 0) {
     const float* g = s.group_max.data();
-    s.keys.resize(groups);
+    cpu_detail::room(s.keys, groups);
     int64_t finite = 0;
     for (int64_t i = 0; i < groups; ++i) {
       s.keys[i] = order_key(g[i]);
@@ -666,7 +668,7 @@ inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id
     // the row's top-p masses (kept per token: the candidates' select reads them), then the
     // radix select of the group maxima weighted by theirs
     const float c = static_cast<float>(p.inv_temperature * kLog2e);
-    s.mass.resize(n);
+    cpu_detail::room(s.mass, n);
     uint64_t* mass = s.mass.data();
     for (int64_t t = 0; t < ntiles; ++t)
       topp_total += cpu::tile_masses(tile(t, nullptr, nullptr, nullptr), cpu::kTile, c, m, mass + t * cpu::kTile);
@@ -674,11 +676,11 @@ inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id
     if (topp_applies(target, topp_total)) {
       const float* g = s.group_max.data();
       const int64_t padded = (groups + cpu::kGroup - 1) / cpu::kGroup * cpu::kGroup;  // the vector loops' unit
-      s.vals.resize(std::max<size_t>(s.vals.size(), static_cast<size_t>(padded)));
+      cpu_detail::room(s.vals, padded);
       std::copy_n(g, groups, s.vals.data());
       std::fill(s.vals.data() + groups, s.vals.data() + padded, -kInf);
       cpu::tile_exp2(s.vals.data(), static_cast<int>(padded), cpu::Exp2Arg{c, m, false}, s.vals.data());
-      s.keys.resize(groups);
+      cpu_detail::room(s.keys, groups);
       uint64_t group_total = 0;
       for (int64_t i = 0; i < groups; ++i) {
         s.keys[i] = order_key(g[i]);

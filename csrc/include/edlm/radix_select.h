@@ -43,8 +43,9 @@ inline uint32_t radix_select(const uint32_t* keys, int64_t n, const Measure& mea
   }
   const int stop = digits == 4 ? 0 : 32 - 8 * digits;  // the lowest bit selected
   uint64_t remaining = target;
-  thread_local std::vector<uint32_t> sub_keys;  // (per thread, kept: no allocation per call)
-  thread_local std::vector<uint64_t> sub_measure;
+  thread_local std::vector<uint32_t> sub_keys;  // (per thread, kept and never shrunk: no allocation
+  thread_local std::vector<uint64_t> sub_measure;  // or zero-fill per call; the first `kept` are the items)
+  size_t kept = 0;
   for (bool first = true; top > stop; first = false) {
     const int width = top - stop < 8 ? top - stop : 8, shift = top - width;
     const uint32_t mask = (1u << width) - 1;
@@ -59,7 +60,7 @@ inline uint32_t radix_select(const uint32_t* keys, int64_t n, const Measure& mea
     } else if (first) {
       for (int64_t i = 0; i < n; ++i) hist[(keys[i] >> shift) & mask] += measure(i);
     } else {
-      for (size_t i = 0; i < sub_keys.size(); ++i) hist[(sub_keys[i] >> shift) & mask] += sub_measure[i];
+      for (size_t i = 0; i < kept; ++i) hist[(sub_keys[i] >> shift) & mask] += sub_measure[i];
     }
     uint64_t above = 0;
     int b = static_cast<int>(mask);
@@ -72,8 +73,10 @@ inline uint32_t radix_select(const uint32_t* keys, int64_t n, const Measure& mea
     // the test: which items stay is unpredictable, a branch would mispredict)
     size_t w = 0;
     if (first) {
-      sub_keys.resize(static_cast<size_t>(n));
-      sub_measure.resize(static_cast<size_t>(n));
+      if (sub_keys.size() < static_cast<size_t>(n)) {
+        sub_keys.resize(static_cast<size_t>(n));
+        sub_measure.resize(static_cast<size_t>(n));
+      }
       for (int64_t i = 0; i < n; ++i) {
         const uint64_t q = measure(i);
         sub_keys[w] = keys[i];
@@ -81,14 +84,13 @@ inline uint32_t radix_select(const uint32_t* keys, int64_t n, const Measure& mea
         w += (((keys[i] >> shift) & mask) == static_cast<uint32_t>(b)) & (q != 0);
       }
     } else {
-      for (size_t i = 0; i < sub_keys.size(); ++i) {
+      for (size_t i = 0; i < kept; ++i) {
         sub_keys[w] = sub_keys[i];
         sub_measure[w] = sub_measure[i];
         w += ((sub_keys[i] >> shift) & mask) == static_cast<uint32_t>(b);
       }
     }
-    sub_keys.resize(w);
-    sub_measure.resize(w);
+    kept = w;
   }
   return prefix;
 }
