@@ -404,8 +404,7 @@ inline void filter_row(float* vals, int64_t n, float m, double inv_t, const Filt
                        static_cast<uint64_t>(f.top_k));
   if (f.top_p < 1.0) {
     const float c = static_cast<float>(inv_t * kLog2e);
-    cpu_detail::room(s.mass, n);
-    uint64_t* mass = s.mass.data();
+    uint64_t* mass = room(s.mass, n);
     uint64_t total = 0;
     for (int64_t start = 0; start < n; start += cpu::kTile)  // n is a multiple of kTile
       cpu::tile_masses(vals + start, cpu::kTile, c, m, mass + start);
@@ -450,20 +449,16 @@ inline void draw_survivors(const Row& row, int64_t count, uint32_t cut, int32_t 
     keep += candidate_key(in_order[i]) >= cut;
   }
   const int64_t kept_padded = (keep + cpu::kGroup - 1) / cpu::kGroup * cpu::kGroup;
-  cpu_detail::room(s.vals, kept_padded);
-  cpu_detail::room(s.terms, kept_padded);
-  float* vals = s.vals.data();
+  float* vals = room(s.vals, kept_padded);
   for (int64_t i = 0; i < keep; ++i) vals[i] = row(idx[i]);
   std::fill(vals + keep, vals + kept_padded, -kInf);
   const TileRef ref = tile_ref(m, c);
-  float* e = s.terms.data();
+  float* e = room(s.terms, kept_padded);
   cpu::tile_exp2(vals, static_cast<int>(kept_padded), cpu_detail::exp2_arg(ref, c), e);
   // the float64 prefix of the terms, by blocks (draw_blocks / draw_pick)
   const int64_t nblocks = kept_padded / kDrawBlock;
-  cpu_detail::room(s.prefix, nblocks + 1);
-  cpu_detail::room(s.block, nblocks);
-  double* prefix = s.prefix.data();
-  double* block = s.block.data();
+  double* prefix = room(s.prefix, nblocks + 1);
+  double* block = room(s.block, nblocks);
   draw_blocks(e, kept_padded, block, prefix);
   double weighted = 0.0;
   if (p.entropy)
@@ -501,9 +496,8 @@ inline void sample_candidates(const Row& row, int64_t count, float m, const Samp
   if (f.top_k > 0 && f.top_k <= count) keep = end_of_ties(cand, count, f.top_k - 1);
   // the candidates' logits in (key, index) order, padded to whole groups, for the vector exp2
   const int64_t padded = (count + cpu::kGroup - 1) / cpu::kGroup * cpu::kGroup;
-  cpu_detail::room(s.vals, padded);
-  cpu_detail::room(s.terms, padded);
-  float* vals = s.vals.data();
+  float* vals = room(s.vals, padded);
+  room(s.terms, padded);
   for (int64_t i = 0; i < count; ++i) vals[i] = row(candidate_index(cand[i]));
   std::fill(vals + count, vals + padded, -kInf);
   if (f.top_p < 1.0) {  // lb <= tau_k or tau_p here (filter.h): the scan from the top reaches tau_p
@@ -668,8 +662,7 @@ inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id
     // the row's top-p masses (kept per token: the candidates' select reads them), then the
     // radix select of the group maxima weighted by theirs
     const float c = static_cast<float>(p.inv_temperature * kLog2e);
-    cpu_detail::room(s.mass, n);
-    uint64_t* mass = s.mass.data();
+    uint64_t* mass = cpu_detail::room(s.mass, n);
     for (int64_t t = 0; t < ntiles; ++t)
       topp_total += cpu::tile_masses(tile(t, nullptr, nullptr, nullptr), cpu::kTile, c, m, mass + t * cpu::kTile);
     target = topp_target(p.filter.top_p, topp_total);
