@@ -97,6 +97,8 @@ struct ScalarV {
     for (int j = 0; j < 16; ++j) r.v[j] = edlm::f16_to_float(p[j]);
     return r;
   }
+  static ScalarV load_bf16_lanes(const uint16_t* p) { return load_bf16(p); }  // (element order)
+  static ScalarV unperm_bf16_lanes(const ScalarV& a) { return a; }
 #define EDLM_LANEWISE2(name, expr)                     \
   static ScalarV name(const ScalarV& a, const ScalarV& b) { \
     ScalarV r;                                         \
@@ -245,6 +247,16 @@ struct V {
     return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
   }
   static V load_bf16(const uint16_t* p) { return {bf16x8(p), bf16x8(p + 8)}; }
+  // 16 bfloat16 values as floats by one unpack each half (each value to the high half of a
+  // zeroed dword): lo holds elements 0-3, 8-11, hi 4-7, 12-15 (the unpacks stay in their
+  // 128-bit halves); unperm_bf16_lanes swaps the middle quarters back
+  static V load_bf16_lanes(const uint16_t* p) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), z = _mm256_setzero_si256();
+    return {_mm256_castsi256_ps(_mm256_unpacklo_epi16(z, v)), _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, v))};
+  }
+  static V unperm_bf16_lanes(const V& a) {
+    return {_mm256_permute2f128_ps(a.lo, a.hi, 0x20), _mm256_permute2f128_ps(a.lo, a.hi, 0x31)};
+  }
   static V load_f16(const uint16_t* p) {
     return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
             _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)))};
@@ -439,6 +451,8 @@ struct V {
   static V load_f16(const uint16_t* p) {
     return {_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)))};
   }
+  static V load_bf16_lanes(const uint16_t* p) { return load_bf16(p); }  // (element order)
+  static V unperm_bf16_lanes(const V& a) { return a; }
   static V max(const V& a, const V& b) { return {_mm512_max_ps(a.x, b.x)}; }
   static V add(const V& a, const V& b) { return {_mm512_add_ps(a.x, b.x)}; }
   static V sub(const V& a, const V& b) { return {_mm512_sub_ps(a.x, b.x)}; }
