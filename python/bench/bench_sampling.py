@@ -4,6 +4,10 @@ where its own time goes.
 Methods (all draw one token per masked position of x_t from softmax(logits / T)):
 
 * ours        edlm_ext.masked_sample (exact, reads only the masked rows)
+* in_cache    ours with its memory traffic taken away (CPU): one call over as many rows,
+              which are one block of the rows small enough to stay in cache (IN_CACHE_BYTES),
+              read again and again; its %copy is what the op would reach if it waited on
+              nothing but its own arithmetic: the most memory tuning could give it here
 * entropy     ours with return_entropy=True (the entropy's extra work)
 * topk_topp   ours with top_k=50, top_p=0.9 (the filters' extra work)
 * top_k, top_p, min_p   ours with one filter: top_k=50, top_p=0.9, min_p=0.05 (top_p alone
@@ -63,12 +67,13 @@ CPU_SHAPES = "16x1024x8192"
 QUICK_SHAPES = "3x33x1000"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MASKED = {"all": 1.0, "half": 0.5}
-BASELINES = ("entropy", "topk_topp", "top_k", "top_p", "min_p", "reference", "mdlm", "llada", "compile",
+BASELINES = ("in_cache", "entropy", "topk_topp", "top_k", "top_p", "min_p", "reference", "mdlm", "llada", "compile",
              "multinomial", "flashinfer")
 FILTERS = dict(top_k=50, top_p=0.9)  # the topk_topp row
 OPTIONS = {"ours": {}, "entropy": dict(return_entropy=True), "topk_topp": FILTERS,  # our rows' options
            "top_k": dict(top_k=50), "top_p": dict(top_p=0.9), "min_p": dict(min_p=0.05)}
 TEMPERATURE = 1.0
+IN_CACHE_BYTES = 512 << 10  # the in_cache row's block: within one core's L2
 MEMORY_FRACTION = 0.6  # skip a method whose estimated peak exceeds this share of free memory
 CSV_COLUMNS = ("device", "device_name", "torch_version", "date", "shape", "B", "L", "V", "dtype",
                "masked_fraction", "logit_std", "method", "ms", "gbps", "frac_copy_bw", "copy_gbps",
@@ -82,6 +87,28 @@ CSV_COLUMNS = ("device", "device_name", "torch_version", "date", "shape", "B", "
 def ours(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, generator: torch.Generator, **options):
     """edlm_ext.masked_sample as a user calls it (check=True: one host sync)."""
     return edlm_ext.masked_sample(logits, x_t, mask_id, temperature=TEMPERATURE, generator=generator, **options)
+
+
+def in_cache(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int, device: torch.device):
+    """ours in one call over a (B * L / n, n, V) view whose batch stride is 0: the first n
+    rows of the batch (n * V elements within IN_CACHE_BYTES, n dividing B * L) again and
+    again, so as many rows as ours, from cache (CPU only), the case's share of them masked
+    (to the nearest row of the block; a note says the share where that is off by 0.5%)."""
+    if device.type != "cpu":
+        raise RuntimeError("skipped (CPU only)")
+    V = logits.shape[-1]
+    total = x_t.numel()
+    fit = max(1, IN_CACHE_BYTES // (V * logits.element_size()))
+    n = max(d for d in range(1, min(fit, total) + 1) if total % d == 0)
+    block = logits.reshape(-1, V)[:n]
+    rows = block.as_strided((total // n, n, V), (0, block.stride(0), 1))
+    case_masked = float((x_t == mask_id).float().mean())
+    k = round(case_masked * n)
+    block_ids = torch.where(torch.arange(n, device=device) < k, mask_id, (mask_id + 1) % V).to(x_t.dtype)
+    ids = block_ids.as_strided((total // n, n), (0, 1))
+    gen = torch.Generator(device=device).manual_seed(4321)
+    note = f"block {100 * k / n:.1f}% masked" if abs(k / n - case_masked) > 0.005 else ""
+    return (lambda: edlm_ext.masked_sample(rows, ids, mask_id, temperature=TEMPERATURE, generator=gen)), note
 
 
 def reference(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int):
@@ -110,6 +137,7 @@ class Method:
 
 METHODS = {
     "ours": Method(False, 0, ""),
+    "in_cache": Method(False, 0, "ours, one cache-sized block of rows read over and over"),
     "entropy": Method(False, 0, "ours, return_entropy"),
     "topk_topp": Method(False, 0, "ours, top_k=50 top_p=0.9"),
     "top_k": Method(False, 0, "ours, top_k=50"),
@@ -199,6 +227,8 @@ def runner(name: str, logits, x_t, mask_id: int, device: torch.device, compiled:
     if name in OPTIONS:
         gen = torch.Generator(device=device).manual_seed(1234)
         return (lambda: ours(logits, x_t, mask_id, gen, **OPTIONS[name])), ""
+    if name == "in_cache":
+        return in_cache(logits, x_t, mask_id, device)
     if name == "multinomial":
         gen = torch.Generator(device=device).manual_seed(99)
         return (lambda: stock.multinomial_step(logits, x_t, mask_id, TEMPERATURE, generator=gen)), ""
