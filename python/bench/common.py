@@ -203,11 +203,13 @@ def plot_bars(path: Path | None, groups: list[str], series: dict[str, list[float
         return None
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) + 3), 4))
     width = 0.8 / max(1, len(series))
+    # (the default cycle repeats after 10 colours: past that, tab20's 20)
+    colours = plt.get_cmap("tab10" if len(series) <= 10 else "tab20").colors
     for i, (name, values) in enumerate(series.items()):
         xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
         pts = [(x, v) for x, v in zip(xs, values) if v is not None and v > 0]
         if pts:
-            ax.bar([x for x, _ in pts], [v for _, v in pts], width=width, label=name)
+            ax.bar([x for x, _ in pts], [v for _, v in pts], width=width, label=name, color=colours[i % len(colours)])
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(groups, fontsize=8)
     if log:
