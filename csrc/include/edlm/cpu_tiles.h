@@ -3,7 +3,9 @@
 // F16C) and a scalar path, chosen at run time (edlm/cpu_simd.h). Every path performs the
 // same IEEE operations in the same lane order (16 lanes; x[i] goes to lane i % 16 and the
 // lanes are added in one fixed tree; four accumulators, one per vector of a group of four),
-// so all three give bit-identical results. Torch-free.
+// so all three give bit-identical results. (A path may keep a lane in another register
+// position, as AVX2's bfloat16 row pass does, if it puts the lanes back before the tree.)
+// Torch-free.
 #pragma once
 #include <cstdint>
 
