@@ -396,6 +396,21 @@ int main(int argc, char** argv) {
       }
     emit("exp2_f64", 2, words);
   }
+
+  // prefetch_target: byte offsets into one buffer (a 20000-byte row at 0, the next row at
+  // 500000; -1: none) for positions around end - kPrefetchBytes, without an end, with an end
+  // and a next row, with an end and none.
+  {
+    static char buf[1 << 20];
+    std::vector<int32_t> t;
+    for (int p : {0, 20000 - edlm::cpu::kPrefetchBytes - 1, 20000 - edlm::cpu::kPrefetchBytes, 19999})
+      for (int mode = 0; mode < 3; ++mode) {
+        const char* a = edlm::cpu::prefetch_target(buf + p, mode == 0 ? nullptr : buf + 20000,
+                                                   mode == 2 ? nullptr : buf + 500000);
+        t.push_back(a ? static_cast<int32_t>(a - buf) : -1);
+      }
+    emit("prefetch", 2, t);
+  }
   std::fclose(out_file);
   return 0;
 }

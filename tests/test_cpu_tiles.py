@@ -10,6 +10,7 @@
   radix-select path).
 """
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -412,3 +413,18 @@ def test_filter_candidates_overflow_to_the_general_path():
     assert int(x0.min()) >= 50  # only tied tokens
     assert len(set(x0.flatten().tolist())) > 250  # ... many of them
     assert torch.allclose(logp.double()[same], rlp[same], atol=1e-5)
+
+
+def test_prefetch_target_runs_on_into_the_next_row(driver):
+    """cpu::prefetch_target: kPrefetchBytes ahead inside the row; past the row's end, the same
+    distance into the next row the caller will read (or nothing without one); no end, no
+    redirect. Pointer arithmetic only: what a prefetch does is not observable here."""
+    ahead = int(re.search(r"kPrefetchBytes = (\d+);", (ROOT / "csrc/include/edlm/cpu_tiles.h").read_text()).group(1))
+    end, nxt = 20000, 500000
+    want = []
+    for p in (0, end - ahead - 1, end - ahead, end - 1):
+        a = p + ahead
+        want += [a, a if a < end else nxt + a - end, a if a < end else -1]
+    for rec in driver.values():
+        assert rec["prefetch"].tolist() == want
+

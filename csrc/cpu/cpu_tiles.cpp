@@ -643,16 +643,16 @@ float tile_exp2_sum(const float* x, int n, const Exp2Arg& a) { return fns().exp2
 float tile_exp2_wsum(const float* x, int n, const Exp2Arg& a, float* wsum) { return fns().exp2_wsum(x, n, a, wsum); }
 void tile_exp2(const float* x, int n, const Exp2Arg& a, float* out) { fns().exp2(x, n, a, out); }
 void row_tiles_f32(const float* x, int64_t ntiles, float c, float* tile_max, float* tile_sum, float* tile_wsum,
-                   bool* bad) {
-  fns().row_f32(x, ntiles, c, tile_max, tile_sum, tile_wsum, bad);
+                   bool* bad, const char* end, const char* next) {
+  fns().row_f32(x, ntiles, c, tile_max, tile_sum, tile_wsum, bad, end, next);
 }
 void row_tiles_bf16(const uint16_t* x, int64_t ntiles, float c, float* tile_max, float* tile_sum, float* tile_wsum,
-                    bool* bad) {
-  fns().row_bf16(x, ntiles, c, tile_max, tile_sum, tile_wsum, bad);
+                    bool* bad, const char* end, const char* next) {
+  fns().row_bf16(x, ntiles, c, tile_max, tile_sum, tile_wsum, bad, end, next);
 }
 void row_tiles_f16(const uint16_t* x, int64_t ntiles, float c, float* tile_max, float* tile_sum, float* tile_wsum,
-                   bool* bad) {
-  fns().row_f16(x, ntiles, c, tile_max, tile_sum, tile_wsum, bad);
+                   bool* bad, const char* end, const char* next) {
+  fns().row_f16(x, ntiles, c, tile_max, tile_sum, tile_wsum, bad, end, next);
 }
 int tile_gather_ge(const float* x, int n, float lb, int32_t base, int32_t* idx) {
   return fns().gather_ge(x, n, lb, base, idx);

@@ -37,13 +37,17 @@ void cpu::sample_rows(const SampleCall& c) {
   const int64_t esize = logits.element_size();
   const int64_t grain = std::max<int64_t>(1, 32768 / V);
 
+  auto id_at = [&](int64_t row) { return xt[row / L * xsb + row % L * xsl]; };
+  auto row_data = [&](int64_t row) { return base + (row / L * sb + row % L * sl) * esize; };
+
   at::parallel_for(0, B * L, grain, [&](int64_t begin, int64_t end) {
     edlm::RowScratch scratch;
     scratch.reserve(V, filter.active());
     std::vector<double> u(k);
+    int64_t next = begin;  // the first masked row after the current one (end: none), found scanning ahead
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / L, l = row % L;
-      const int64_t xv = xt[b * xsb + l * xsl];
+      const int64_t xv = id_at(row);
       int64_t* tok = out_tok + b * k * L + l;  // proposal j at tok[j * L]
       float* lp = out_lp + b * k * L + l;
       float* h = out_h ? out_h + row : nullptr;
@@ -57,7 +61,9 @@ void cpu::sample_rows(const SampleCall& c) {
         if (ok && h) *h = 0.0f;
       } else {
         for (int64_t j = 0; j < k; ++j) u[j] = edlm::row_uniform(key, static_cast<uint64_t>(row), stream0 + j);
-        const edlm::RowSource src{base + (b * sb + l * sl) * esize, dtype};
+        // (the rows a thread reads need not be adjacent: its prefetches run on into the next one it will)
+        for (next = std::max(next, row + 1); next < end && id_at(next) != mask_id;) ++next;
+        const edlm::RowSource src{row_data(row), dtype, next < end ? row_data(next) : nullptr};
         ok = edlm::sample_row(src, V, mask_id, params, u.data(), k, scratch, tok, lp, L, h);
       }
       if (!ok) {  // documented rule for invalid rows: [MASK] with logp NaN

@@ -62,13 +62,23 @@ float tile_exp2_wsum(const float* x, int n, const Exp2Arg& a, float* wsum);
 // tile_wsum, the weighted sum (as tile_exp2_wsum); *bad on +inf, and on NaN (through the
 // terms, or, in a tile whose max is -inf, as tile_has_nan). The same loops as the per-tile
 // functions (the same bits), one call per row, prefetching kPrefetchBytes ahead. The 16-bit
-// forms decode each vector as they read it (no decoded copy).
+// forms decode each vector as they read it (no decoded copy). With end (the row's end), a
+// prefetch address a >= end goes to next + (a - end) instead: the start of the next row the
+// caller will read (none when next is null), which need not follow this one in memory.
 void row_tiles_f32(const float* x, int64_t ntiles, float c, float* tile_max, float* tile_sum, float* tile_wsum,
-                   bool* bad);
+                   bool* bad, const char* end = nullptr, const char* next = nullptr);
 void row_tiles_bf16(const uint16_t* x, int64_t ntiles, float c, float* tile_max, float* tile_sum, float* tile_wsum,
-                    bool* bad);
+                    bool* bad, const char* end = nullptr, const char* next = nullptr);
 void row_tiles_f16(const uint16_t* x, int64_t ntiles, float c, float* tile_max, float* tile_sum, float* tile_wsum,
-                   bool* bad);
+                   bool* bad, const char* end = nullptr, const char* next = nullptr);
+
+// Where to prefetch kPrefetchBytes past p in a row ending at end, continued at next (as
+// row_tiles_*: null end, no redirect; past end with a null next, nothing).
+inline const char* prefetch_target(const char* p, const char* end, const char* next) {
+  const char* a = p + kPrefetchBytes;
+  if (end == nullptr || a < end) return a;
+  return next ? next + (a - end) : nullptr;
+}
 
 // out[i] = 2^arg_i, the terms tile_exp2_sum adds up.
 void tile_exp2(const float* x, int n, const Exp2Arg& a, float* out);

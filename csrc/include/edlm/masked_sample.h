@@ -84,7 +84,8 @@ struct SampleParams {
 // One logits row in memory: float32, bfloat16 or IEEE half (the 16-bit ones as their bits).
 struct RowSource {
   const void* data;
-  DType dtype;  // kFloat32, kBFloat16, kFloat16
+  DType dtype;                 // kFloat32, kBFloat16, kFloat16
+  const void* next = nullptr;  // the next row the caller will read (prefetched past this one's end), or none
 };
 
 // Per-thread scratch, reused across rows.
@@ -125,12 +126,22 @@ inline T* room(std::vector<T>& v, int64_t n) {
   return v.data();
 }
 
-// Prefetches the tile cpu::kPrefetchBytes past the one at element `start` (a read).
-inline void prefetch_tile_ahead(const RowSource& src, int64_t start) {
+inline int64_t element_size(DType d) { return d == DType::kFloat32 ? 4 : 2; }
+
+// The end of a row of V elements (where its prefetches turn to src.next).
+inline const char* row_end(const RowSource& src, int64_t V) {
+  return static_cast<const char*>(src.data) + V * element_size(src.dtype);
+}
+
+// Prefetches the tile cpu::kPrefetchBytes past the one at element `start` (a read; past the
+// row's end, in src.next: cpu::prefetch_target).
+inline void prefetch_tile_ahead(const RowSource& src, int64_t V, int64_t start) {
 #if defined(__GNUC__)
-  const int64_t esize = src.dtype == DType::kFloat32 ? 4 : 2;
-  const char* ahead = static_cast<const char*>(src.data) + start * esize + cpu::kPrefetchBytes;
-  for (int64_t off = 0; off < cpu::kTile * esize; off += 64) __builtin_prefetch(ahead + off, 0, 3);
+  const int64_t esize = element_size(src.dtype);
+  const char* ahead = cpu::prefetch_target(static_cast<const char*>(src.data) + start * esize, row_end(src, V),
+                                           static_cast<const char*>(src.next));
+  if (ahead)
+    for (int64_t off = 0; off < cpu::kTile * esize; off += 64) __builtin_prefetch(ahead + off, 0, 3);
 #endif
 }
 
@@ -142,9 +153,8 @@ inline const float* load_tile(const RowSource& src, int64_t V, int64_t mask_id, 
   const int64_t start = t * cpu::kTile;
   const int n = static_cast<int>(std::min<int64_t>(cpu::kTile, V - start));
   const bool patch = mask_id >= start && mask_id < start + n;
-  const int64_t esize = src.dtype == DType::kFloat32 ? 4 : 2;
-  const char* bytes = static_cast<const char*>(src.data) + start * esize;
-  prefetch_tile_ahead(src, start);
+  const char* bytes = static_cast<const char*>(src.data) + start * element_size(src.dtype);
+  prefetch_tile_ahead(src, V, start);
   if (n == cpu::kTile && !patch) {
     if (src.dtype == DType::kFloat32) {
       const float* x = reinterpret_cast<const float*>(bytes);
@@ -190,20 +200,22 @@ inline void one_tile_statistics(const RowSource& src, int64_t V, int64_t mask_id
   cpu::row_tiles_f32(x, 1, c, &s.tile_max[t], &s.tile_sum[t], entropy ? &s.tile_wsum[t] : nullptr, bad);
 }
 
-// Tiles [t0, t1), all whole and without [MASK], by one call of the row loops.
-inline void run_tile_statistics(const RowSource& src, int64_t t0, int64_t t1, float c, bool entropy, RowScratch& s,
-                                bool* bad) {
+// Tiles [t0, t1), all whole and without [MASK], by one call of the row loops (of a row of V).
+inline void run_tile_statistics(const RowSource& src, int64_t V, int64_t t0, int64_t t1, float c, bool entropy,
+                                RowScratch& s, bool* bad) {
   if (t1 <= t0) return;
   float* wsum = entropy ? s.tile_wsum.data() + t0 : nullptr;
   float* mx = s.tile_max.data() + t0;
   float* sum = s.tile_sum.data() + t0;
   const int64_t start = t0 * cpu::kTile;
+  const char* end = cpu_detail::row_end(src, V);
+  const char* next = static_cast<const char*>(src.next);
   if (src.dtype == DType::kFloat32) {
-    cpu::row_tiles_f32(static_cast<const float*>(src.data) + start, t1 - t0, c, mx, sum, wsum, bad);
+    cpu::row_tiles_f32(static_cast<const float*>(src.data) + start, t1 - t0, c, mx, sum, wsum, bad, end, next);
   } else {
     const uint16_t* h = static_cast<const uint16_t*>(src.data) + start;
-    if (src.dtype == DType::kBFloat16) cpu::row_tiles_bf16(h, t1 - t0, c, mx, sum, wsum, bad);
-    else cpu::row_tiles_f16(h, t1 - t0, c, mx, sum, wsum, bad);
+    if (src.dtype == DType::kBFloat16) cpu::row_tiles_bf16(h, t1 - t0, c, mx, sum, wsum, bad, end, next);
+    else cpu::row_tiles_f16(h, t1 - t0, c, mx, sum, wsum, bad, end, next);
   }
 }
 
@@ -218,11 +230,11 @@ inline RowStats tile_statistics(const RowSource& src, int64_t V, int64_t mask_id
   bool bad = false;
   int64_t t = 0;
   if (mask_tile >= 0 && mask_tile < whole) {
-    run_tile_statistics(src, 0, mask_tile, c, p.entropy, s, &bad);
+    run_tile_statistics(src, V, 0, mask_tile, c, p.entropy, s, &bad);
     one_tile_statistics(src, V, mask_id, mask_tile, c, p.entropy, s, &bad);
     t = mask_tile + 1;
   }
-  run_tile_statistics(src, t, whole, c, p.entropy, s, &bad);
+  run_tile_statistics(src, V, t, whole, c, p.entropy, s, &bad);
   if (whole < ntiles) one_tile_statistics(src, V, mask_id, whole, c, p.entropy, s, &bad);
   float m = -kInf;
   int64_t best_tile = -1;
@@ -613,7 +625,7 @@ inline bool filtered_sample_row(const RowSource& src, int64_t V, int64_t mask_id
     const bool patch = mask_id >= start && mask_id < start + len;
     float* x = s.row.data() + start;
     if (gm == nullptr) return f32 && len == cpu::kTile && !patch ? f32_row + start : x;  // made by pass 1
-    cpu_detail::prefetch_tile_ahead(src, start);  // pass 1 reads the row from memory
+    cpu_detail::prefetch_tile_ahead(src, V, start);  // pass 1 reads the row from memory
     if (len == cpu::kTile && !patch) {
       if (f32) {
         *mt = cpu::tile_max_groups(f32_row + start, cpu::kTile, bad, gm);
